@@ -1,0 +1,637 @@
+//! A simulated file system for tests.
+//!
+//! Every file keeps two images: `live` (what reads see) and `durable` (what
+//! survives a crash). A data sync copies live to durable; a directory sync
+//! makes the directory's entries durable. [`SimFs::crash`] throws away
+//! everything not durable (optionally keeping a torn or random part of the
+//! unsynced writes), invalidates every open handle, and leaves a file
+//! system to reopen the database on. Faults are injected on cue: the n-th
+//! operation of a kind fails with EIO, disk space runs out (ENOSPC), or
+//! durability freezes after n syncs (syncs then report success but make
+//! nothing durable, as when power is lost while the process runs on).
+//!
+//! All randomness comes from the seed given to [`SimFs::new`], so a failing
+//! run reproduces from its printed seed.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::{Backend, FileHandle, Fs, LockGuard, Mapping, OpenOptions};
+use crate::error::{Error, Result};
+
+/// A small deterministic PRNG (splitmix64), enough for fault schedules.
+#[derive(Clone, Debug)]
+pub struct SimRng(u64);
+
+impl SimRng {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        SimRng(seed)
+    }
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    /// A number in `0..n` (0 when n is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next_u64() % n
+        }
+    }
+}
+
+/// The kinds of operation a fault can target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Opening or creating a file.
+    Open,
+    /// Reading.
+    Read,
+    /// Writing (including set_len).
+    Write,
+    /// fdatasync / fsync of a file.
+    Sync,
+    /// fsync of a directory.
+    SyncDir,
+    /// Renaming.
+    Rename,
+    /// Removing.
+    Remove,
+}
+
+/// What a crash keeps of the writes that were not synced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashMode {
+    /// Nothing: every file reverts to its durable image.
+    DropUnsynced,
+    /// All unsynced writes but the last reach the disk; the last one only
+    /// partly (a random prefix, cut at a 512-byte sector).
+    TearLastWrite,
+    /// Each unsynced write independently vanishes, lands, or lands torn.
+    Random,
+}
+
+#[derive(Debug, Default)]
+struct Node {
+    live: Vec<u8>,
+    durable: Vec<u8>,
+    /// Writes since the last sync, in order: (offset, bytes).
+    pending: Vec<(u64, Vec<u8>)>,
+}
+
+#[derive(Debug)]
+struct Fault {
+    op: Op,
+    /// Matching operations still to let through before failing.
+    skip: u64,
+    /// Keep failing after the first hit.
+    persistent: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    epoch: u64,
+    nodes: HashMap<u64, Node>,
+    next_inode: u64,
+    live: BTreeMap<PathBuf, u64>,
+    durable: BTreeMap<PathBuf, u64>,
+    locks: HashSet<PathBuf>,
+    rng: SimRng,
+    faults: Vec<Fault>,
+    syncs: u64,
+    syncs_durable_max: Option<u64>,
+    space_bytes_max: Option<u64>,
+}
+
+/// The simulated file system. Clones share one state.
+#[derive(Clone, Debug)]
+pub struct SimFs {
+    state: Arc<Mutex<State>>,
+    seed: u64,
+}
+
+fn eio(what: &str) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::Other,
+        format!("simulated EIO ({what})"),
+    )
+}
+
+impl SimFs {
+    /// An empty file system whose random choices follow `seed`.
+    pub fn new(seed: u64) -> Self {
+        SimFs {
+            state: Arc::new(Mutex::new(State {
+                epoch: 0,
+                nodes: HashMap::new(),
+                next_inode: 1,
+                live: BTreeMap::new(),
+                durable: BTreeMap::new(),
+                locks: HashSet::new(),
+                rng: SimRng::new(seed),
+                faults: Vec::new(),
+                syncs: 0,
+                syncs_durable_max: None,
+                space_bytes_max: None,
+            })),
+            seed,
+        }
+    }
+
+    /// The seed this file system was made with.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    fn lock_state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Fails the `n`-th next operation of kind `op` (0 = the next one) once.
+    pub fn fail_nth(&self, op: Op, n: u64) {
+        self.lock_state().faults.push(Fault {
+            op,
+            skip: n,
+            persistent: false,
+        });
+    }
+
+    /// Fails every operation of kind `op` from now on.
+    pub fn fail_always(&self, op: Op) {
+        self.lock_state().faults.push(Fault {
+            op,
+            skip: 0,
+            persistent: true,
+        });
+    }
+
+    /// Removes every pending fault.
+    pub fn clear_faults(&self) {
+        self.lock_state().faults.clear();
+    }
+
+    /// Limits the total live size of all files; writes past it get ENOSPC.
+    pub fn set_space_limit(&self, bytes: Option<u64>) {
+        self.lock_state().space_bytes_max = bytes;
+    }
+
+    /// After `n` more successful syncs, later syncs still succeed but make
+    /// nothing durable (power is lost at that point; the process goes on).
+    pub fn freeze_durability_after(&self, n: u64) {
+        let mut s = self.lock_state();
+        s.syncs_durable_max = Some(s.syncs + n);
+    }
+
+    /// Syncs performed so far (file and directory).
+    pub fn sync_count(&self) -> u64 {
+        self.lock_state().syncs
+    }
+
+    /// Simulates power loss: every open handle becomes invalid, every file
+    /// reverts to its durable image (plus what `mode` keeps of unsynced
+    /// writes), and only durable directory entries remain.
+    pub fn crash(&self, mode: CrashMode) {
+        let mut guard = self.lock_state();
+        let s = &mut *guard;
+        s.epoch += 1;
+        s.locks.clear();
+        s.faults.clear();
+        s.syncs_durable_max = None;
+        let mut inodes: Vec<u64> = s.nodes.keys().copied().collect();
+        inodes.sort_unstable();
+        for ino in inodes {
+            let Some(node) = s.nodes.get_mut(&ino) else {
+                continue;
+            };
+            let mut image = node.durable.clone();
+            let pending = std::mem::take(&mut node.pending);
+            let count = pending.len();
+            for (i, (off, data)) in pending.into_iter().enumerate() {
+                let keep = match mode {
+                    CrashMode::DropUnsynced => 0,
+                    CrashMode::TearLastWrite if i + 1 < count => data.len(),
+                    CrashMode::TearLastWrite => torn_len(&mut s.rng, data.len()),
+                    CrashMode::Random => match s.rng.below(3) {
+                        0 => 0,
+                        1 => data.len(),
+                        _ => torn_len(&mut s.rng, data.len()),
+                    },
+                };
+                if keep > 0 {
+                    apply_write(&mut image, off, &data[..keep]);
+                }
+            }
+            node.live = image.clone();
+            node.durable = image;
+        }
+        s.live = s.durable.clone();
+        let reachable: HashSet<u64> = s.live.values().copied().collect();
+        s.nodes.retain(|ino, _| reachable.contains(ino));
+    }
+
+    /// The live bytes of a file, for tests that damage files on purpose.
+    pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
+        let s = self.lock_state();
+        let ino = s.live.get(path)?;
+        s.nodes.get(ino).map(|n| n.live.clone())
+    }
+
+    /// Replaces a file's bytes, live and durable, as a disk fault would.
+    pub fn write_file_durable(&self, path: &Path, data: &[u8]) -> bool {
+        let mut s = self.lock_state();
+        let Some(&ino) = s.live.get(path) else {
+            return false;
+        };
+        match s.nodes.get_mut(&ino) {
+            Some(node) => {
+                node.live = data.to_vec();
+                node.durable = data.to_vec();
+                node.pending.clear();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+fn torn_len(rng: &mut SimRng, len: usize) -> usize {
+    let sectors = len.div_ceil(512) as u64;
+    let keep = rng.below(sectors) as usize * 512;
+    keep.min(len)
+}
+
+fn apply_write(image: &mut Vec<u8>, off: u64, data: &[u8]) {
+    let off = off as usize;
+    if image.len() < off + data.len() {
+        image.resize(off + data.len(), 0);
+    }
+    image[off..off + data.len()].copy_from_slice(data);
+}
+
+impl State {
+    /// Checks faults for `op`; consumes one-shot faults that fire.
+    fn check(&mut self, op: Op, path: &Path) -> Result<()> {
+        let mut hit = None;
+        for (i, f) in self.faults.iter_mut().enumerate() {
+            if f.op != op {
+                continue;
+            }
+            if f.skip > 0 {
+                f.skip -= 1;
+                continue;
+            }
+            hit = Some(i);
+            break;
+        }
+        if let Some(i) = hit {
+            if !self.faults[i].persistent {
+                self.faults.remove(i);
+            }
+            let name = match op {
+                Op::Open => "open",
+                Op::Read => "read",
+                Op::Write => "write",
+                Op::Sync => "fdatasync",
+                Op::SyncDir => "fsync directory",
+                Op::Rename => "rename",
+                Op::Remove => "remove",
+            };
+            return Err(Error::io(name, path, eio("injected fault")));
+        }
+        Ok(())
+    }
+
+    fn durable_allowed(&mut self) -> bool {
+        self.syncs += 1;
+        match self.syncs_durable_max {
+            Some(max) => self.syncs <= max,
+            None => true,
+        }
+    }
+
+    fn total_live(&self) -> u64 {
+        self.nodes.values().map(|n| n.live.len() as u64).sum()
+    }
+}
+
+impl Fs for SimFs {
+    fn open(&self, path: &Path, opts: OpenOptions) -> Result<Arc<dyn FileHandle>> {
+        let mut s = self.lock_state();
+        s.check(Op::Open, path)?;
+        let exists = s.live.contains_key(path);
+        if opts.create_new && exists {
+            return Err(Error::io(
+                "open",
+                path,
+                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            ));
+        }
+        let ino = match s.live.get(path) {
+            Some(&ino) => ino,
+            None if opts.create || opts.create_new => {
+                let ino = s.next_inode;
+                s.next_inode += 1;
+                s.nodes.insert(ino, Node::default());
+                s.live.insert(path.to_path_buf(), ino);
+                ino
+            }
+            None => {
+                return Err(Error::io(
+                    "open",
+                    path,
+                    std::io::Error::from(std::io::ErrorKind::NotFound),
+                ))
+            }
+        };
+        Ok(Arc::new(SimFile {
+            fs: self.clone(),
+            ino,
+            path: path.to_path_buf(),
+            epoch: s.epoch,
+            direct: opts.direct,
+        }))
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        let mut s = self.lock_state();
+        s.check(Op::Rename, from)?;
+        let Some(ino) = s.live.remove(from) else {
+            return Err(Error::io(
+                "rename",
+                from,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        };
+        s.live.insert(to.to_path_buf(), ino);
+        Ok(())
+    }
+
+    fn remove(&self, path: &Path) -> Result<()> {
+        let mut s = self.lock_state();
+        s.check(Op::Remove, path)?;
+        if s.live.remove(path).is_none() {
+            return Err(Error::io(
+                "remove",
+                path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> Result<()> {
+        let mut s = self.lock_state();
+        s.check(Op::SyncDir, dir)?;
+        if !s.durable_allowed() {
+            return Ok(());
+        }
+        let in_dir = |p: &Path| p.parent() == Some(dir);
+        s.durable.retain(|p, _| !in_dir(p));
+        let entries: Vec<(PathBuf, u64)> = s
+            .live
+            .iter()
+            .filter(|(p, _)| in_dir(p))
+            .map(|(p, i)| (p.clone(), *i))
+            .collect();
+        s.durable.extend(entries);
+        Ok(())
+    }
+
+    fn create_dir_all(&self, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
+
+    fn list(&self, dir: &Path) -> Result<Vec<String>> {
+        let s = self.lock_state();
+        let mut names: Vec<String> = s
+            .live
+            .keys()
+            .filter(|p| p.parent() == Some(dir))
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        self.lock_state().live.contains_key(path)
+    }
+
+    fn lock(&self, path: &Path) -> Result<Box<dyn LockGuard>> {
+        let mut s = self.lock_state();
+        if !s.locks.insert(path.to_path_buf()) {
+            return Err(Error::Locked(
+                path.parent().unwrap_or(path).display().to_string(),
+            ));
+        }
+        Ok(Box::new(SimLock {
+            fs: self.clone(),
+            path: path.to_path_buf(),
+            epoch: s.epoch,
+        }))
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Sim
+    }
+}
+
+#[derive(Debug)]
+struct SimLock {
+    fs: SimFs,
+    path: PathBuf,
+    epoch: u64,
+}
+
+impl LockGuard for SimLock {}
+
+impl Drop for SimLock {
+    fn drop(&mut self) {
+        let mut s = self.fs.lock_state();
+        if s.epoch == self.epoch {
+            s.locks.remove(&self.path);
+        }
+    }
+}
+
+/// A handle on a simulated file.
+#[derive(Debug)]
+pub struct SimFile {
+    fs: SimFs,
+    ino: u64,
+    path: PathBuf,
+    epoch: u64,
+    direct: bool,
+}
+
+impl SimFile {
+    fn with_node<T>(
+        &self,
+        op: Op,
+        f: impl FnOnce(&mut State, u64) -> Result<T>,
+    ) -> Result<T> {
+        let mut s = self.fs.lock_state();
+        if s.epoch != self.epoch {
+            return Err(Error::io(
+                "use handle",
+                &self.path,
+                std::io::Error::other("simulated crash: handle opened before the crash"),
+            ));
+        }
+        s.check(op, &self.path)?;
+        if !s.nodes.contains_key(&self.ino) {
+            return Err(Error::io(
+                "use handle",
+                &self.path,
+                std::io::Error::from(std::io::ErrorKind::NotFound),
+            ));
+        }
+        f(&mut s, self.ino)
+    }
+}
+
+fn node(s: &mut State, ino: u64) -> &mut Node {
+    s.nodes.entry(ino).or_default()
+}
+
+impl FileHandle for SimFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+        self.with_node(Op::Read, |s, ino| {
+            let n = node(s, ino);
+            let off = offset as usize;
+            if off >= n.live.len() {
+                return Ok(0);
+            }
+            let len = buf.len().min(n.live.len() - off);
+            buf[..len].copy_from_slice(&n.live[off..off + len]);
+            Ok(len)
+        })
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        let path = self.path.clone();
+        self.with_node(Op::Write, |s, ino| {
+            if let Some(max) = s.space_bytes_max {
+                let cur = node(s, ino).live.len() as u64;
+                let grow = (offset + buf.len() as u64).saturating_sub(cur);
+                if s.total_live() + grow > max {
+                    return Err(Error::io(
+                        "write",
+                        &path,
+                        std::io::Error::from_raw_os_error(libc::ENOSPC),
+                    ));
+                }
+            }
+            let n = node(s, ino);
+            apply_write(&mut n.live, offset, buf);
+            n.pending.push((offset, buf.to_vec()));
+            Ok(())
+        })
+    }
+
+    fn sync_data(&self) -> Result<()> {
+        self.with_node(Op::Sync, |s, ino| {
+            if s.durable_allowed() {
+                let n = node(s, ino);
+                n.durable = n.live.clone();
+                n.pending.clear();
+            }
+            Ok(())
+        })
+    }
+
+    fn sync_all(&self) -> Result<()> {
+        self.sync_data()
+    }
+
+    fn set_len(&self, len: u64) -> Result<()> {
+        self.with_node(Op::Write, |s, ino| {
+            let n = node(s, ino);
+            n.live.resize(len as usize, 0);
+            // A length change is not a byte write a crash could tear; it
+            // becomes durable with the next sync like the data.
+            Ok(())
+        })
+    }
+
+    fn len(&self) -> Result<u64> {
+        self.with_node(Op::Read, |s, ino| Ok(node(s, ino).live.len() as u64))
+    }
+
+    fn map(&self) -> Result<Mapping> {
+        self.with_node(Op::Read, |s, ino| Ok(Mapping::Bytes(node(s, ino).live.clone())))
+    }
+
+    fn is_direct(&self) -> bool {
+        self.direct
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unsynced_bytes_and_entries_vanish_on_crash() {
+        let fs = SimFs::new(1);
+        let dir = Path::new("/db");
+        let a = dir.join("a");
+        let f = fs.open(&a, OpenOptions::write_create()).unwrap();
+        f.write_at(b"hello", 0).unwrap();
+        f.sync_data().unwrap();
+        fs.sync_dir(dir).unwrap();
+        f.write_at(b" world", 5).unwrap();
+        let b = dir.join("b");
+        fs.open(&b, OpenOptions::write_create()).unwrap();
+        fs.crash(CrashMode::DropUnsynced);
+        assert!(f.read_at(&mut [0u8; 4], 0).is_err(), "old handles die");
+        assert!(!fs.exists(&b));
+        let f = fs.open(&a, OpenOptions::read()).unwrap();
+        let mut buf = [0u8; 16];
+        let n = f.read_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf[..n], b"hello");
+    }
+
+    #[test]
+    fn faults_fire_on_cue() {
+        let fs = SimFs::new(2);
+        let f = fs
+            .open(Path::new("/x"), OpenOptions::write_create())
+            .unwrap();
+        fs.fail_nth(Op::Sync, 1);
+        f.sync_data().unwrap();
+        assert!(f.sync_data().is_err());
+        f.sync_data().unwrap();
+        fs.set_space_limit(Some(10));
+        assert!(f.write_at(&[0u8; 11], 0).unwrap_err().is_disk_full());
+    }
+
+    #[test]
+    fn frozen_durability_keeps_the_old_image() {
+        let fs = SimFs::new(3);
+        let p = Path::new("/d/f");
+        let f = fs.open(p, OpenOptions::write_create()).unwrap();
+        fs.sync_dir(Path::new("/d")).unwrap();
+        f.write_at(b"one", 0).unwrap();
+        fs.freeze_durability_after(1);
+        f.sync_data().unwrap();
+        f.write_at(b"two", 0).unwrap();
+        f.sync_data().unwrap();
+        fs.crash(CrashMode::DropUnsynced);
+        let f = fs.open(p, OpenOptions::read()).unwrap();
+        let mut buf = [0u8; 3];
+        f.read_at(&mut buf, 0).unwrap();
+        assert_eq!(&buf, b"one");
+    }
+}

@@ -1,0 +1,15 @@
+//! CityHall: a crash-proof key-value and time-series store.
+//!
+//! The engine is a log-structured merge tree; [`Db`] is its entry point.
+
+pub mod batch;
+pub mod error;
+pub mod io;
+pub mod metrics;
+pub mod options;
+pub mod types;
+pub mod varint;
+
+pub use batch::WriteBatch;
+pub use error::{Error, Result};
+pub use options::{Durability, Options};

@@ -1,0 +1,63 @@
+//! [`Options`]: how a database is opened, with every limit named.
+
+use std::sync::Arc;
+
+use crate::io::Fs;
+
+/// When an acknowledged write is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Every write group is synced before any write in it is acknowledged
+    /// or visible. Survives power loss. The default.
+    Sync,
+    /// Writes are acknowledged once written to the log; the log is synced
+    /// at most `interval_ms` later (like Redis `appendfsync everysec`). A
+    /// crash of the process loses nothing; power loss may lose the last
+    /// interval.
+    Relaxed {
+        /// Milliseconds between syncs.
+        interval_ms: u64,
+    },
+}
+
+/// Options for [`crate::Db::open`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The file system; `None` picks io_uring, falling back to pread/pwrite.
+    pub fs: Option<Arc<dyn Fs>>,
+    /// Durability of acknowledged writes.
+    pub durability: Durability,
+    /// Size of each pre-zeroed WAL segment.
+    pub wal_segment_size_bytes: u64,
+    /// Largest write group the log owner submits at once.
+    pub wal_group_size_bytes_max: usize,
+    /// Size at which the active memtable is frozen.
+    pub memtable_size_bytes_max: usize,
+    /// Frozen memtables allowed to wait for flushing before writes stall.
+    pub immutable_memtables_max: usize,
+    /// Largest key.
+    pub key_size_bytes_max: usize,
+    /// Largest value.
+    pub value_size_bytes_max: usize,
+    /// Largest write batch (encoded).
+    pub batch_size_bytes_max: usize,
+    /// Create the database if the directory holds none.
+    pub create_if_missing: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            fs: None,
+            durability: Durability::Sync,
+            wal_segment_size_bytes: 64 << 20,
+            wal_group_size_bytes_max: 4 << 20,
+            memtable_size_bytes_max: 64 << 20,
+            immutable_memtables_max: 2,
+            key_size_bytes_max: 64 << 10,
+            value_size_bytes_max: 16 << 20,
+            batch_size_bytes_max: 32 << 20,
+            create_if_missing: true,
+        }
+    }
+}
