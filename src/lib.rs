@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod error;
 pub mod io;
+pub mod iter;
 pub mod metrics;
 pub mod options;
 pub mod types;
