@@ -43,6 +43,10 @@ pub struct Options {
     pub batch_size_bytes_max: usize,
     /// Create the database if the directory holds none.
     pub create_if_missing: bool,
+    /// Prepare the next WAL segment on a background thread (off: prepare
+    /// it on the log owner when needed, which keeps simulated runs
+    /// deterministic).
+    pub wal_prepare_background: bool,
 }
 
 impl Default for Options {
@@ -58,6 +62,7 @@ impl Default for Options {
             value_size_bytes_max: 16 << 20,
             batch_size_bytes_max: 32 << 20,
             create_if_missing: true,
+            wal_prepare_background: true,
         }
     }
 }

@@ -104,6 +104,12 @@ impl AlignedBuf {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), n) }
     }
 
+    /// The whole capacity (bytes past `len` are zero).
+    pub fn full(&self) -> &[u8] {
+        // SAFETY: all cap bytes are initialised.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.cap) }
+    }
+
     fn as_full_mut(&mut self) -> &mut [u8] {
         // SAFETY: ptr is valid for cap initialised bytes, uniquely borrowed.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.cap) }

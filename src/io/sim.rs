@@ -118,10 +118,7 @@ pub struct SimFs {
 }
 
 fn eio(what: &str) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::Other,
-        format!("simulated EIO ({what})"),
-    )
+    std::io::Error::other(format!("simulated EIO ({what})"))
 }
 
 impl SimFs {

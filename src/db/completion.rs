@@ -1,0 +1,104 @@
+//! A one-shot completion a writer waits on, from a thread or a future.
+//!
+//! The log owner completes it after the write group is durable (or failed);
+//! a blocking writer waits on the condition variable, an async writer (the
+//! server) is woken through its stored waker.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use crate::error::Result;
+
+#[derive(Debug, Default)]
+struct Slot {
+    result: Option<Result<()>>,
+    waker: Option<Waker>,
+}
+
+/// Shared between one waiting writer and the log owner.
+#[derive(Debug, Default)]
+pub struct Completion {
+    slot: Mutex<Slot>,
+    cv: Condvar,
+}
+
+impl Completion {
+    fn lock(&self) -> MutexGuard<'_, Slot> {
+        self.slot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Delivers the result and wakes the waiter.
+    pub fn complete(&self, result: Result<()>) {
+        let waker = {
+            let mut s = self.lock();
+            s.result = Some(result);
+            s.waker.take()
+        };
+        self.cv.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Blocks until the result is delivered.
+    pub fn wait(&self) -> Result<()> {
+        let mut s = self.lock();
+        loop {
+            if let Some(r) = s.result.take() {
+                return r;
+            }
+            s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// The future returned by [`crate::Db::write_async`].
+#[derive(Debug)]
+pub struct WriteFuture {
+    state: FutureState,
+}
+
+#[derive(Debug)]
+enum FutureState {
+    Ready(Option<Result<()>>),
+    Waiting(Arc<Completion>),
+}
+
+impl WriteFuture {
+    pub(crate) fn ready(result: Result<()>) -> Self {
+        WriteFuture {
+            state: FutureState::Ready(Some(result)),
+        }
+    }
+
+    pub(crate) fn waiting(c: Arc<Completion>) -> Self {
+        WriteFuture {
+            state: FutureState::Waiting(c),
+        }
+    }
+}
+
+impl Future for WriteFuture {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        match &mut self.state {
+            FutureState::Ready(r) => match r.take() {
+                Some(r) => Poll::Ready(r),
+                None => Poll::Ready(Err(crate::Error::Closed)),
+            },
+            FutureState::Waiting(c) => {
+                let mut s = c.lock();
+                match s.result.take() {
+                    Some(r) => Poll::Ready(r),
+                    None => {
+                        s.waker = Some(cx.waker().clone());
+                        Poll::Pending
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,353 @@
+//! [`Db`]: the engine's public face.
+//!
+//! Writes go through the group-commit queue to the log owner
+//! ([`commit`]); reads take the published sequence as their snapshot and
+//! look in the active memtable, then the frozen ones newest first. Opening
+//! and recovery live in [`open`].
+//!
+//! `Db` is a cheap handle (`Clone`, `Send`, `Sync`); the database closes
+//! when [`Db::close`] is called or the last handle is dropped.
+
+mod commit;
+pub mod completion;
+mod open;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+pub use completion::WriteFuture;
+
+use crate::batch::WriteBatch;
+use crate::error::{Error, Result};
+use crate::io::{Backend, Fs, LockGuard};
+use crate::memtable::Memtable;
+use crate::metrics::{Counter, Histogram, MetricsSnapshot};
+use crate::options::Options;
+use crate::types::{SeqNo, ValueKind};
+use commit::{PendingWrite, QueueState};
+use completion::Completion;
+
+/// The engine's counters and histograms.
+#[derive(Debug, Default)]
+pub struct DbMetrics {
+    /// Operations (puts and deletes) written.
+    pub writes: Counter,
+    /// Write groups committed.
+    pub wal_groups: Counter,
+    /// Writes (batches) per group.
+    pub wal_group_writes: Histogram,
+    /// Latency of a group's write + sync, microseconds.
+    pub wal_sync_latency_us: Histogram,
+    /// Bytes appended to the WAL (before block padding).
+    pub wal_bytes: Counter,
+    /// Segments rolled over.
+    pub wal_segments_rolled: Counter,
+    /// Time from enqueue to acknowledgement, microseconds.
+    pub write_latency_us: Histogram,
+    /// Point reads.
+    pub gets: Counter,
+    /// Writes stalled because frozen memtables were waiting to be flushed.
+    pub write_stalls: Counter,
+    /// Time spent stalled, microseconds.
+    pub write_stall_us: Counter,
+}
+
+/// The memtables.
+#[derive(Debug)]
+pub(crate) struct MemState {
+    active: Arc<Memtable>,
+    /// Frozen memtables, newest first.
+    immutables: VecDeque<Arc<Memtable>>,
+}
+
+/// State shared by the handles and the background threads.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) opts: Options,
+    pub(crate) dir: PathBuf,
+    pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) mem: RwLock<MemState>,
+    /// Signalled when a frozen memtable is flushed away, or on close.
+    pub(crate) mem_cv: Condvar,
+    mem_cv_lock: Mutex<()>,
+    /// The newest sequence visible to reads.
+    pub(crate) visible_seq: AtomicU64,
+    pub(crate) next_file: Arc<AtomicU64>,
+    pub(crate) queue: Mutex<QueueState>,
+    pub(crate) queue_cv: Condvar,
+    poison: Mutex<Option<String>>,
+    pub(crate) metrics: DbMetrics,
+    closing: AtomicBool,
+    started: Instant,
+}
+
+impl Shared {
+    pub(crate) fn lock_queue(&self) -> MutexGuard<'_, QueueState> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn poisoned(&self) -> Option<String> {
+        self.poison
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records the first failure; later writes are refused with it.
+    pub(crate) fn poison(&self, e: &Error) {
+        let mut p = self.poison.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_none() {
+            *p = Some(e.to_string());
+        }
+    }
+
+    pub(crate) fn active_memtable(&self) -> Arc<Memtable> {
+        Arc::clone(&self.mem.read().unwrap_or_else(|p| p.into_inner()).active)
+    }
+
+    fn memtables(&self) -> (Arc<Memtable>, Vec<Arc<Memtable>>) {
+        let m = self.mem.read().unwrap_or_else(|p| p.into_inner());
+        (
+            Arc::clone(&m.active),
+            m.immutables.iter().map(Arc::clone).collect(),
+        )
+    }
+
+    /// Freezes the active memtable; the new one starts in WAL segment
+    /// `segment`.
+    pub(crate) fn freeze_active(&self, segment: u64) {
+        let mut m = self.mem.write().unwrap_or_else(|p| p.into_inner());
+        let old = std::mem::replace(&mut m.active, Arc::new(Memtable::new(segment)));
+        m.immutables.push_front(old);
+    }
+
+    /// Blocks the log owner while the frozen memtables are at their bound,
+    /// counting the stall.
+    pub(crate) fn wait_for_immutable_room(&self) -> Result<()> {
+        let max = self.opts.immutable_memtables_max.max(1);
+        let full = || {
+            self.mem
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .immutables
+                .len()
+                >= max
+        };
+        if !full() {
+            return Ok(());
+        }
+        let start = Instant::now();
+        self.metrics.write_stalls.inc();
+        let mut g = self.mem_cv_lock.lock().unwrap_or_else(|p| p.into_inner());
+        while full() {
+            if self.closing.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            g = self
+                .mem_cv
+                .wait_timeout(g, std::time::Duration::from_millis(100))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        self.metrics
+            .write_stall_us
+            .add(start.elapsed().as_micros() as u64);
+        Ok(())
+    }
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    lock: Mutex<Option<Box<dyn LockGuard>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.close();
+    }
+}
+
+impl Inner {
+    fn close(&self) -> Result<()> {
+        self.shared.closing.store(true, Ordering::Release);
+        self.shared.lock_queue().closing = true;
+        self.shared.queue_cv.notify_all();
+        self.shared.mem_cv.notify_all();
+        let threads: Vec<_> = self
+            .threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+            .collect();
+        for t in threads {
+            let _ = t.join();
+        }
+        self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match self.shared.poisoned() {
+            Some(reason) => Err(Error::Poisoned(reason)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A CityHall database.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("dir", &self.inner.shared.dir).finish()
+    }
+}
+
+impl Db {
+    /// Opens (creating if allowed) the database in `dir`, recovering from
+    /// the WAL whatever the last run left.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Db> {
+        open::open(dir.as_ref(), options)
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// Sets `key` to `value`; returns once durable (per the durability mode).
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.put(key, value);
+        self.write(b)
+    }
+
+    /// Deletes `key`; returns once durable.
+    pub fn delete(&self, key: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::new();
+        b.delete(key);
+        self.write(b)
+    }
+
+    /// Applies a batch atomically; returns once durable.
+    pub fn write(&self, batch: WriteBatch) -> Result<()> {
+        match self.enqueue(batch)? {
+            Some(done) => done.wait(),
+            None => Ok(()),
+        }
+    }
+
+    /// Applies a batch atomically; the future resolves once durable. The
+    /// log owner wakes it, so an async caller never blocks its thread.
+    pub fn write_async(&self, batch: WriteBatch) -> WriteFuture {
+        match self.enqueue(batch) {
+            Ok(Some(done)) => WriteFuture::waiting(done),
+            Ok(None) => WriteFuture::ready(Ok(())),
+            Err(e) => WriteFuture::ready(Err(e)),
+        }
+    }
+
+    fn enqueue(&self, batch: WriteBatch) -> Result<Option<Arc<Completion>>> {
+        let s = self.shared();
+        let o = &s.opts;
+        batch.validate(
+            o.key_size_bytes_max,
+            o.value_size_bytes_max,
+            o.batch_size_bytes_max,
+        )?;
+        if batch.is_empty() {
+            return Ok(None);
+        }
+        if let Some(reason) = s.poisoned() {
+            return Err(Error::Poisoned(reason));
+        }
+        let done = Arc::new(Completion::default());
+        {
+            let mut q = s.lock_queue();
+            if q.closing {
+                return Err(Error::Closed);
+            }
+            q.pending.push_back(PendingWrite {
+                batch,
+                done: Arc::clone(&done),
+                queued_at: Instant::now(),
+            });
+        }
+        s.queue_cv.notify_one();
+        Ok(Some(done))
+    }
+
+    /// The newest value of `key`, if any.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let s = self.shared();
+        s.metrics.gets.inc();
+        let snapshot = s.visible_seq.load(Ordering::Acquire);
+        self.get_at(key, snapshot)
+    }
+
+    fn get_at(&self, key: &[u8], snapshot: SeqNo) -> Result<Option<Vec<u8>>> {
+        let (active, immutables) = self.shared().memtables();
+        for mem in std::iter::once(&active).chain(immutables.iter()) {
+            if let Some((kind, value)) = mem.get(key, snapshot) {
+                return Ok(match kind {
+                    ValueKind::Put => Some(value),
+                    ValueKind::Delete => None,
+                });
+            }
+        }
+        Ok(None)
+    }
+
+    /// The newest sequence number visible to reads.
+    pub fn last_sequence(&self) -> SeqNo {
+        self.shared().visible_seq.load(Ordering::Acquire)
+    }
+
+    /// Which IO implementation serves the database.
+    pub fn backend(&self) -> Backend {
+        self.shared().fs.backend()
+    }
+
+    /// The reason the database refuses writes, if it does.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared().poisoned()
+    }
+
+    /// The engine's metrics.
+    pub fn metrics(&self) -> MetricsSnapshot {
+        let s = self.shared();
+        let m = &s.metrics;
+        let mut out = MetricsSnapshot::default();
+        out.counter("db.writes", m.writes.get());
+        out.counter("db.gets", m.gets.get());
+        out.histogram("db.write_latency_us", &m.write_latency_us);
+        out.counter("wal.groups", m.wal_groups.get());
+        out.histogram("wal.group_writes", &m.wal_group_writes);
+        out.histogram("wal.sync_latency_us", &m.wal_sync_latency_us);
+        out.counter("wal.bytes", m.wal_bytes.get());
+        out.counter("wal.segments_rolled", m.wal_segments_rolled.get());
+        out.counter("write.stalls", m.write_stalls.get());
+        out.counter("write.stall_us", m.write_stall_us.get());
+        let (active, imms) = s.memtables();
+        out.gauge("memtable.active_bytes", active.size_bytes() as f64);
+        out.gauge("memtable.immutable_count", imms.len() as f64);
+        out.gauge(
+            "memtable.immutable_bytes",
+            imms.iter().map(|m| m.size_bytes()).sum::<usize>() as f64,
+        );
+        out.gauge("db.last_sequence", s.visible_seq.load(Ordering::Acquire) as f64);
+        out.gauge("db.poisoned", if s.poisoned().is_some() { 1.0 } else { 0.0 });
+        out.gauge("db.uptime_seconds", s.started.elapsed().as_secs_f64());
+        out
+    }
+
+    /// Stops the background threads after the queued writes, syncs, and
+    /// releases the directory lock. Later calls on any handle fail with
+    /// `Error::Closed`. Reports the poison reason if a write had failed.
+    pub fn close(&self) -> Result<()> {
+        self.inner.close()
+    }
+}

@@ -1,0 +1,135 @@
+//! WAL segment files: names and preparation.
+//!
+//! A segment is named `NNNNNN.log` after its file number. Before a segment
+//! takes writes it is written out in full with zeros and synced, so that
+//! later writes overwrite allocated, written blocks: a data sync then needs
+//! no metadata update (an `fallocate`d file would not do: its extents stay
+//! "unwritten" until first written, and converting them is a metadata
+//! change). It is prepared under a temporary name and renamed into place,
+//! and the directory synced, before it is handed to the writer.
+//!
+//! The [`Preparer`] keeps the next segment ready on a background thread so
+//! that a roll-over costs the writer nothing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::error::{Error, Result};
+use crate::io::{AlignedBuf, FileHandle, Fs, OpenOptions};
+
+/// The file name of segment `number`.
+pub fn segment_name(number: u64) -> String {
+    format!("{number:06}.log")
+}
+
+/// The number of a segment file name, if it is one.
+pub fn parse_segment_name(name: &str) -> Option<u64> {
+    name.strip_suffix(".log")?.parse().ok()
+}
+
+/// A segment ready for writing.
+#[derive(Debug)]
+pub struct Segment {
+    /// Its file number.
+    pub number: u64,
+    /// The open file (O_DIRECT where supported).
+    pub file: Arc<dyn FileHandle>,
+    /// Its size in bytes (pre-zeroed).
+    pub size: u64,
+}
+
+const ZERO_CHUNK_BYTES: usize = 1 << 20;
+
+/// Creates, zero-fills, syncs and publishes segment `number` in `dir`.
+pub fn prepare(fs: &dyn Fs, dir: &Path, number: u64, size: u64) -> Result<Segment> {
+    let tmp = dir.join(format!("{number:06}.log.tmp"));
+    let path = dir.join(segment_name(number));
+    if fs.exists(&tmp) {
+        fs.remove(&tmp)?;
+    }
+    let file = fs.open(&tmp, OpenOptions::create_new().with_direct())?;
+    let zeros = AlignedBuf::with_capacity(ZERO_CHUNK_BYTES);
+    let zero_block = zeros.full();
+    let mut off = 0u64;
+    while off < size {
+        let n = (size - off).min(zero_block.len() as u64) as usize;
+        file.write_at(&zero_block[..n], off)?;
+        off += n as u64;
+    }
+    file.sync_data()?;
+    fs.rename(&tmp, &path)?;
+    fs.sync_dir(dir)?;
+    let file = fs.open(&path, OpenOptions::write_create().with_direct())?;
+    Ok(Segment { number, file, size })
+}
+
+/// Prepares segments ahead of the writer on a background thread.
+#[derive(Debug)]
+pub struct Preparer {
+    rx: Receiver<Result<Segment>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Preparer {
+    /// Starts preparing segments numbered from `next_file`, one ahead.
+    pub fn start(
+        fs: Arc<dyn Fs>,
+        dir: PathBuf,
+        next_file: Arc<AtomicU64>,
+        size: u64,
+    ) -> Result<Self> {
+        let (tx, rx) = sync_channel::<Result<Segment>>(0);
+        let handle = std::thread::Builder::new()
+            .name("cityhall-wal-prep".into())
+            .spawn(move || prepare_loop(&*fs, &dir, &next_file, size, &tx))
+            .map_err(|e| Error::io("spawn thread", Path::new("cityhall-wal-prep"), e))?;
+        Ok(Preparer {
+            rx,
+            handle: Some(handle),
+        })
+    }
+
+    /// The next prepared segment (waits if it is not ready yet).
+    pub fn take(&self) -> Result<Segment> {
+        self.rx.recv().unwrap_or_else(|_| {
+            Err(Error::Poisoned(
+                "WAL segment preparer stopped after an earlier error".into(),
+            ))
+        })
+    }
+}
+
+fn prepare_loop(
+    fs: &dyn Fs,
+    dir: &Path,
+    next_file: &AtomicU64,
+    size: u64,
+    tx: &SyncSender<Result<Segment>>,
+) {
+    loop {
+        let number = next_file.fetch_add(1, Ordering::SeqCst);
+        let seg = prepare(fs, dir, number, size);
+        let failed = seg.is_err();
+        if tx.send(seg).is_err() || failed {
+            // The writer is gone, or the disk failed: a file left behind
+            // under its temporary name is removed at the next open.
+            return;
+        }
+    }
+}
+
+impl Drop for Preparer {
+    fn drop(&mut self) {
+        // Unblock a preparer waiting to hand over a segment: the unused
+        // segment is empty and is deleted at the next open.
+        let (_, dead) = sync_channel(0);
+        let rx = std::mem::replace(&mut self.rx, dead);
+        drop(rx);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
