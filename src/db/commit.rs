@@ -1,12 +1,21 @@
-//! Group commit: the write queue and the log owner.
+//! Group commit: the write queue, the leader, and the log thread.
 //!
-//! Writers push a batch and a [`Completion`] onto the queue. One thread, the
-//! log owner, owns the WAL: it drains everything queued (up to
-//! `wal_group_size_bytes_max`), gives the group its sequence numbers,
-//! inserts it into the active memtable (invisible: reads only see sequence
-//! numbers the owner has published), writes the group as one submission and
-//! makes it durable, then publishes the group's last sequence and wakes
-//! every waiter. While it syncs, the next group queues up.
+//! Writers push a batch and a [`Completion`] onto the queue. Exactly one
+//! thread at a time is the *leader* and owns the WAL ([`LogState`]): it
+//! drains everything queued (up to `wal_group_size_bytes_max`), gives the
+//! group its sequence numbers, inserts it into the active memtable
+//! (invisible: reads only see sequence numbers that have been published),
+//! writes the group as one submission linked with its fdatasync, then
+//! publishes the group's last sequence and wakes every waiter. While it
+//! syncs, the next group queues up.
+//!
+//! Who leads: a blocking writer that finds no leader leads itself, so a
+//! lone writer pays for its sync and nothing else (no thread hand-off).
+//! Once its own write is done it hands leadership to the log thread if
+//! more writes wait. Async writers (the server) never block their thread:
+//! if no leader is active they wake the log thread, which leads for as
+//! long as the queue is not empty. The log thread also runs the periodic
+//! sync of the relaxed durability mode.
 //!
 //! A failed write or sync poisons the database: the group and every later
 //! write get an error that says why, and nothing is retried as if it had
@@ -28,7 +37,7 @@ use crate::wal::format::HEADER_LEN;
 use crate::wal::segment::{self, Preparer, Segment};
 use crate::wal::writer::LogWriter;
 
-/// A write waiting for the log owner.
+/// A write waiting for the leader.
 #[derive(Debug)]
 pub struct PendingWrite {
     pub batch: WriteBatch,
@@ -36,14 +45,17 @@ pub struct PendingWrite {
     pub queued_at: Instant,
 }
 
-/// The queue between writers and the log owner.
+/// The queue between writers and the leader.
 #[derive(Debug, Default)]
 pub struct QueueState {
     pub pending: VecDeque<PendingWrite>,
+    /// Some thread is leading (owns [`LogState`]).
+    pub leader_active: bool,
     pub closing: bool,
 }
 
-/// Where the log owner gets its next segment.
+/// Where the leader gets its next segment.
+#[derive(Debug)]
 pub enum SegmentSource {
     /// A background thread keeps one ready.
     Background(Preparer),
@@ -51,203 +63,255 @@ pub enum SegmentSource {
     Inline,
 }
 
-/// The log owner's state.
-pub struct LogOwner {
-    shared: Arc<Shared>,
+/// The WAL and sequence counter, owned by whoever leads.
+#[derive(Debug)]
+pub struct LogState {
     log: LogWriter,
     source: SegmentSource,
     next_seq: u64,
     payload: Vec<u8>,
     last_sync: Instant,
+    group: Vec<PendingWrite>,
 }
 
-impl LogOwner {
-    pub fn new(shared: Arc<Shared>, log: LogWriter, source: SegmentSource, last_seq: u64) -> Self {
-        LogOwner {
-            shared,
+impl LogState {
+    pub fn new(log: LogWriter, source: SegmentSource, last_seq: u64) -> Self {
+        LogState {
             log,
             source,
             next_seq: last_seq + 1,
             payload: Vec::new(),
             last_sync: Instant::now(),
+            group: Vec::new(),
         }
     }
 
-    /// Runs until the database closes.
-    pub fn run(mut self) {
-        let mut group = Vec::new();
-        while self.collect(&mut group) {
-            self.commit_group(&mut group);
-        }
+    /// Syncs what relaxed mode left unsynced and stops the preparer.
+    pub fn shut_down(&mut self, shared: &Shared) {
         if let Err(e) = self.log.sync() {
-            self.shared.poison(&e);
+            shared.poison(&e);
+        }
+        self.source = SegmentSource::Inline;
+    }
+}
+
+fn relaxed_interval(shared: &Shared) -> Option<Duration> {
+    match shared.opts.durability {
+        Durability::Relaxed { interval_ms } => Some(Duration::from_millis(interval_ms.max(1))),
+        Durability::Sync => None,
+    }
+}
+
+/// Called by a blocking writer after enqueueing `done`: leads if no one
+/// does, otherwise waits.
+pub fn write_blocking(shared: &Shared, done: &Completion) -> Result<()> {
+    {
+        let mut q = shared.lock_queue();
+        if q.leader_active {
+            drop(q);
+            return done.wait();
+        }
+        q.leader_active = true;
+    }
+    lead(shared, Some(done));
+    done.wait()
+}
+
+/// Leads until `own` is complete (or, for the log thread, the queue is
+/// empty), then gives up leadership, handing it to the log thread if more
+/// writes wait.
+fn lead(shared: &Shared, own: Option<&Completion>) {
+    let mut state = shared.lock_log();
+    loop {
+        let own_done = own.is_some_and(|c| c.is_complete());
+        let mut q = shared.lock_queue();
+        if q.pending.is_empty() || own_done {
+            q.leader_active = false;
+            let wake = !q.pending.is_empty() || q.closing;
+            drop(q);
+            if wake {
+                shared.queue_cv.notify_all();
+            }
+            return;
+        }
+        take_group(shared, &mut q, &mut state.group);
+        drop(q);
+        commit_group(shared, &mut state);
+    }
+}
+
+fn take_group(shared: &Shared, q: &mut QueueState, group: &mut Vec<PendingWrite>) {
+    let mut bytes = 0usize;
+    while let Some(w) = q.pending.front() {
+        let size = w.batch.encoded_size_max() + HEADER_LEN;
+        if !group.is_empty() && bytes + size > shared.opts.wal_group_size_bytes_max {
+            break;
+        }
+        bytes += size;
+        if let Some(w) = q.pending.pop_front() {
+            group.push(w);
         }
     }
+}
 
-    /// Waits for writes; false when closing with nothing left.
-    fn collect(&mut self, group: &mut Vec<PendingWrite>) -> bool {
-        let interval = match self.shared.opts.durability {
-            Durability::Relaxed { interval_ms } => Some(Duration::from_millis(interval_ms.max(1))),
-            Durability::Sync => None,
-        };
-        let mut q = self.shared.lock_queue();
-        loop {
-            if !q.pending.is_empty() {
-                break;
-            }
-            if q.closing {
-                return false;
-            }
-            match interval {
-                Some(iv) if self.log.has_unsynced() => {
-                    let due = iv.saturating_sub(self.last_sync.elapsed());
-                    if due.is_zero() {
-                        drop(q);
-                        self.relaxed_sync();
-                        q = self.shared.lock_queue();
-                        continue;
-                    }
-                    q = self
-                        .shared
-                        .queue_cv
-                        .wait_timeout(q, due)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|p| p.into_inner().0);
+/// The log thread: leads whenever writes wait with no leader, and runs
+/// the relaxed mode's periodic sync. Returns when the database closes.
+pub fn log_thread(shared: Arc<Shared>) {
+    let interval = relaxed_interval(&shared);
+    let mut q = shared.lock_queue();
+    loop {
+        if !q.leader_active && !q.pending.is_empty() {
+            q.leader_active = true;
+            drop(q);
+            lead(&shared, None);
+            q = shared.lock_queue();
+            continue;
+        }
+        if q.closing && q.pending.is_empty() && !q.leader_active {
+            return;
+        }
+        match interval {
+            Some(iv) => {
+                let (g, timeout) = shared
+                    .queue_cv
+                    .wait_timeout(q, iv)
+                    .unwrap_or_else(|p| p.into_inner());
+                q = g;
+                if timeout.timed_out() && !q.leader_active {
+                    q.leader_active = true;
+                    drop(q);
+                    periodic_sync(&shared);
+                    q = shared.lock_queue();
+                    q.leader_active = false;
                 }
-                _ => {
-                    q = self
-                        .shared
-                        .queue_cv
-                        .wait(q)
-                        .unwrap_or_else(|p| p.into_inner());
-                }
             }
+            None => q = shared.queue_cv.wait(q).unwrap_or_else(|p| p.into_inner()),
         }
-        let mut bytes = 0usize;
-        while let Some(w) = q.pending.front() {
-            let size = w.batch.encoded_size_max() + HEADER_LEN;
-            if !group.is_empty() && bytes + size > self.shared.opts.wal_group_size_bytes_max {
-                break;
-            }
-            bytes += size;
-            if let Some(w) = q.pending.pop_front() {
-                group.push(w);
-            }
-        }
-        true
     }
+}
 
-    fn relaxed_sync(&mut self) {
-        let start = Instant::now();
-        match self.log.sync() {
-            Ok(()) => self.shared.metrics.wal_sync_latency_us.record_since(start),
-            Err(e) => self.shared.poison(&e),
-        }
-        self.last_sync = Instant::now();
+fn periodic_sync(shared: &Shared) {
+    let mut state = shared.lock_log();
+    if state.log.has_unsynced() {
+        sync_now(shared, &mut state);
     }
+}
 
-    fn commit_group(&mut self, group: &mut Vec<PendingWrite>) {
-        let result = self.write_group(group);
-        let m = &self.shared.metrics;
-        match result {
-            Ok(()) => {
-                m.wal_groups.inc();
-                m.wal_group_writes.record(group.len() as u64);
-                for w in group.drain(..) {
-                    m.write_latency_us.record_since(w.queued_at);
-                    w.done.complete(Ok(()));
-                }
-            }
-            Err(e) => {
-                self.shared.poison(&e);
-                let reason = e.to_string();
-                for w in group.drain(..) {
-                    w.done.complete(Err(Error::Poisoned(reason.clone())));
-                }
-            }
-        }
-        if let Durability::Relaxed { interval_ms } = self.shared.opts.durability {
-            if self.last_sync.elapsed() >= Duration::from_millis(interval_ms) {
-                self.relaxed_sync();
+fn sync_now(shared: &Shared, state: &mut LogState) {
+    let start = Instant::now();
+    match state.log.sync() {
+        Ok(()) => shared.metrics.wal_sync_latency_us.record_since(start),
+        Err(e) => shared.poison(&e),
+    }
+    state.last_sync = Instant::now();
+}
+
+fn commit_group(shared: &Shared, state: &mut LogState) {
+    let result = write_group(shared, state);
+    let m = &shared.metrics;
+    let group = std::mem::take(&mut state.group);
+    match result {
+        Ok(()) => {
+            m.wal_groups.inc();
+            m.wal_group_writes.record(group.len() as u64);
+            for w in &group {
+                m.write_latency_us.record_since(w.queued_at);
+                w.done.complete(Ok(()));
             }
         }
-    }
-
-    fn write_group(&mut self, group: &[PendingWrite]) -> Result<()> {
-        if let Some(reason) = self.shared.poisoned() {
-            return Err(Error::Poisoned(reason));
-        }
-        let bytes: u64 = group
-            .iter()
-            .map(|w| (w.batch.encoded_size_max() + HEADER_LEN) as u64)
-            .sum();
-        self.maybe_freeze_memtable(bytes)?;
-        if !self.log.fits(bytes) {
-            self.roll()?;
-        }
-        let active = self.shared.active_memtable();
-        let first_seq = self.next_seq;
-        for w in group {
-            self.payload.clear();
-            w.batch.encode(self.next_seq, &mut self.payload);
-            self.log.add_record(&self.payload)?;
-            apply(&active, self.next_seq, &w.batch);
-            self.next_seq += w.batch.len() as u64;
-        }
-        let sync = self.shared.opts.durability == Durability::Sync;
-        let start = Instant::now();
-        self.log.commit(sync)?;
-        let m = &self.shared.metrics;
-        if sync {
-            m.wal_sync_latency_us.record_since(start);
-            self.last_sync = Instant::now();
-        }
-        m.wal_bytes.add(bytes);
-        m.writes.add(self.next_seq - first_seq);
-        self.shared
-            .visible_seq
-            .store(self.next_seq - 1, Ordering::Release);
-        Ok(())
-    }
-
-    /// Moves to a fresh segment, syncing the old one first.
-    fn roll(&mut self) -> Result<()> {
-        self.log.sync()?;
-        let next = self.next_segment()?;
-        self.log.switch_to(next);
-        self.shared.metrics.wal_segments_rolled.inc();
-        Ok(())
-    }
-
-    fn next_segment(&mut self) -> Result<Segment> {
-        match &self.source {
-            SegmentSource::Background(p) => p.take(),
-            SegmentSource::Inline => {
-                let number = self.shared.next_file.fetch_add(1, Ordering::SeqCst);
-                segment::prepare(
-                    &*self.shared.fs,
-                    &self.shared.dir,
-                    number,
-                    self.shared.opts.wal_segment_size_bytes,
-                )
+        Err(e) => {
+            shared.poison(&e);
+            let reason = e.to_string();
+            for w in &group {
+                w.done.complete(Err(Error::Poisoned(reason.clone())));
             }
         }
     }
-
-    /// Freezes a full active memtable, stalling while too many frozen ones
-    /// wait for the flusher. The new memtable starts in a new segment so
-    /// that flushing a memtable frees whole segments.
-    fn maybe_freeze_memtable(&mut self, incoming: u64) -> Result<()> {
-        let limit = self.shared.opts.memtable_size_bytes_max;
-        let active = self.shared.active_memtable();
-        if active.is_empty() || active.size_bytes() + incoming as usize <= limit {
-            return Ok(());
+    state.group = group;
+    state.group.clear();
+    if let Some(iv) = relaxed_interval(shared) {
+        if state.log.has_unsynced() && state.last_sync.elapsed() >= iv {
+            sync_now(shared, state);
         }
-        self.shared.wait_for_immutable_room()?;
-        self.roll()?;
-        self.shared.freeze_active(self.log.segment_number());
-        Ok(())
     }
+}
+
+fn write_group(shared: &Shared, state: &mut LogState) -> Result<()> {
+    if let Some(reason) = shared.poisoned() {
+        return Err(Error::Poisoned(reason));
+    }
+    let bytes: u64 = state
+        .group
+        .iter()
+        .map(|w| (w.batch.encoded_size_max() + HEADER_LEN) as u64)
+        .sum();
+    maybe_freeze_memtable(shared, state, bytes)?;
+    if !state.log.fits(bytes) {
+        roll(shared, state)?;
+    }
+    let active = shared.active_memtable();
+    let first_seq = state.next_seq;
+    for w in &state.group {
+        state.payload.clear();
+        w.batch.encode(state.next_seq, &mut state.payload);
+        state.log.add_record(&state.payload)?;
+        apply(&active, state.next_seq, &w.batch);
+        state.next_seq += w.batch.len() as u64;
+    }
+    let sync = shared.opts.durability == Durability::Sync;
+    let start = Instant::now();
+    state.log.commit(sync)?;
+    let m = &shared.metrics;
+    if sync {
+        m.wal_sync_latency_us.record_since(start);
+        state.last_sync = Instant::now();
+    }
+    m.wal_bytes.add(bytes);
+    m.writes.add(state.next_seq - first_seq);
+    shared
+        .visible_seq
+        .store(state.next_seq - 1, Ordering::Release);
+    Ok(())
+}
+
+/// Moves to a fresh segment, syncing the old one first.
+fn roll(shared: &Shared, state: &mut LogState) -> Result<()> {
+    state.log.sync()?;
+    let next = next_segment(shared, state)?;
+    state.log.switch_to(next);
+    shared.metrics.wal_segments_rolled.inc();
+    Ok(())
+}
+
+fn next_segment(shared: &Shared, state: &LogState) -> Result<Segment> {
+    match &state.source {
+        SegmentSource::Background(p) => p.take(),
+        SegmentSource::Inline => {
+            let number = shared.next_file.fetch_add(1, Ordering::SeqCst);
+            segment::prepare(
+                &*shared.fs,
+                &shared.dir,
+                number,
+                shared.opts.wal_segment_size_bytes,
+                shared.wal_direct(),
+            )
+        }
+    }
+}
+
+/// Freezes a full active memtable, stalling while too many frozen ones
+/// wait for the flusher. The new memtable starts in a new segment so that
+/// flushing a memtable frees whole segments.
+fn maybe_freeze_memtable(shared: &Shared, state: &mut LogState, incoming: u64) -> Result<()> {
+    let limit = shared.opts.memtable_size_bytes_max;
+    let active = shared.active_memtable();
+    if active.is_empty() || active.size_bytes() + incoming as usize <= limit {
+        return Ok(());
+    }
+    shared.wait_for_immutable_room()?;
+    roll(shared, state)?;
+    shared.freeze_active(state.log.segment_number());
+    Ok(())
 }
 
 fn apply(mem: &Memtable, first_seq: u64, batch: &WriteBatch) {

@@ -42,6 +42,11 @@ impl Completion {
         }
     }
 
+    /// Whether the result has been delivered (and not yet taken).
+    pub fn is_complete(&self) -> bool {
+        self.lock().result.is_some()
+    }
+
     /// Blocks until the result is delivered.
     pub fn wait(&self) -> Result<()> {
         let mut s = self.lock();

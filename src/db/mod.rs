@@ -28,7 +28,7 @@ use crate::memtable::Memtable;
 use crate::metrics::{Counter, Histogram, MetricsSnapshot};
 use crate::options::Options;
 use crate::types::{SeqNo, ValueKind};
-use commit::{PendingWrite, QueueState};
+use commit::{LogState, PendingWrite, QueueState};
 use completion::Completion;
 
 /// The engine's counters and histograms.
@@ -79,6 +79,8 @@ pub(crate) struct Shared {
     pub(crate) next_file: Arc<AtomicU64>,
     pub(crate) queue: Mutex<QueueState>,
     pub(crate) queue_cv: Condvar,
+    /// The WAL, held by the current leader.
+    log: Mutex<Option<LogState>>,
     poison: Mutex<Option<String>>,
     pub(crate) metrics: DbMetrics,
     closing: AtomicBool,
@@ -88,6 +90,19 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn lock_queue(&self) -> MutexGuard<'_, QueueState> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Locks the WAL state. Only the leader (see `commit`) calls this, so
+    /// it is uncontended.
+    pub(crate) fn lock_log(&self) -> LogGuard<'_> {
+        LogGuard(self.log.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Whether WAL segments are written with `O_DIRECT`: in the relaxed
+    /// mode writes go to the page cache, as Redis's `everysec` does, and
+    /// only the periodic sync touches the device.
+    pub(crate) fn wal_direct(&self) -> bool {
+        self.opts.durability == crate::options::Durability::Sync
     }
 
     pub(crate) fn poisoned(&self) -> Option<String> {
@@ -160,6 +175,32 @@ impl Shared {
     }
 }
 
+/// The locked WAL state; present from open until close.
+pub(crate) struct LogGuard<'a>(MutexGuard<'a, Option<LogState>>);
+
+impl std::ops::Deref for LogGuard<'_> {
+    type Target = LogState;
+    fn deref(&self) -> &LogState {
+        match self.0.as_ref() {
+            Some(s) => s,
+            None => unreachable_log_state(),
+        }
+    }
+}
+
+impl std::ops::DerefMut for LogGuard<'_> {
+    fn deref_mut(&mut self) -> &mut LogState {
+        match self.0.as_mut() {
+            Some(s) => s,
+            None => unreachable_log_state(),
+        }
+    }
+}
+
+fn unreachable_log_state() -> ! {
+    panic!("WAL state used after close: a leader ran after the log thread exited")
+}
+
 struct Inner {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -186,6 +227,15 @@ impl Inner {
             .collect();
         for t in threads {
             let _ = t.join();
+        }
+        if let Some(mut log) = self
+            .shared
+            .log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            log.shut_down(&self.shared);
         }
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
         match self.shared.poisoned() {
@@ -234,8 +284,8 @@ impl Db {
 
     /// Applies a batch atomically; returns once durable.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        match self.enqueue(batch)? {
-            Some(done) => done.wait(),
+        match self.enqueue(batch, true)? {
+            Some(done) => commit::write_blocking(self.shared(), &done),
             None => Ok(()),
         }
     }
@@ -243,14 +293,14 @@ impl Db {
     /// Applies a batch atomically; the future resolves once durable. The
     /// log owner wakes it, so an async caller never blocks its thread.
     pub fn write_async(&self, batch: WriteBatch) -> WriteFuture {
-        match self.enqueue(batch) {
+        match self.enqueue(batch, false) {
             Ok(Some(done)) => WriteFuture::waiting(done),
             Ok(None) => WriteFuture::ready(Ok(())),
             Err(e) => WriteFuture::ready(Err(e)),
         }
     }
 
-    fn enqueue(&self, batch: WriteBatch) -> Result<Option<Arc<Completion>>> {
+    fn enqueue(&self, batch: WriteBatch, blocking: bool) -> Result<Option<Arc<Completion>>> {
         let s = self.shared();
         let o = &s.opts;
         batch.validate(
@@ -265,7 +315,7 @@ impl Db {
             return Err(Error::Poisoned(reason));
         }
         let done = Arc::new(Completion::default());
-        {
+        let wake_log_thread = {
             let mut q = s.lock_queue();
             if q.closing {
                 return Err(Error::Closed);
@@ -275,8 +325,11 @@ impl Db {
                 done: Arc::clone(&done),
                 queued_at: Instant::now(),
             });
+            !q.leader_active
+        };
+        if wake_log_thread && !blocking {
+            s.queue_cv.notify_all();
         }
-        s.queue_cv.notify_one();
         Ok(Some(done))
     }
 

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
 
-use super::commit::{LogOwner, QueueState, SegmentSource};
+use super::commit::{self, LogState, QueueState, SegmentSource};
 use super::{Db, DbMetrics, Inner, MemState, Shared};
 use crate::batch::BatchOp;
 use crate::error::{Error, Result};
@@ -53,12 +53,25 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
     remove_obsolete(&*fs, dir, &names, &state, manifest_number, &unused)?;
 
     let next_file = Arc::new(AtomicU64::new(state.next_file_number));
+    let wal_direct = opts.durability == crate::options::Durability::Sync;
     let first = segment::prepare(
         &*fs,
         dir,
         next_file.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
         opts.wal_segment_size_bytes,
+        wal_direct,
     )?;
+    let source = if opts.wal_prepare_background {
+        SegmentSource::Background(Preparer::start(
+            Arc::clone(&fs),
+            dir.to_path_buf(),
+            Arc::clone(&next_file),
+            opts.wal_segment_size_bytes,
+            wal_direct,
+        )?)
+    } else {
+        SegmentSource::Inline
+    };
     let shared = Arc::new(Shared {
         opts: opts.clone(),
         dir: dir.to_path_buf(),
@@ -73,6 +86,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
         next_file: Arc::clone(&next_file),
         queue: Mutex::new(QueueState::default()),
         queue_cv: Condvar::new(),
+        log: Mutex::new(Some(LogState::new(LogWriter::new(first), source, last_seq))),
         poison: Mutex::new(None),
         metrics: DbMetrics::default(),
         closing: AtomicBool::new(false),
@@ -80,20 +94,10 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
     });
     drop(manifest);
 
-    let source = if opts.wal_prepare_background {
-        SegmentSource::Background(Preparer::start(
-            Arc::clone(&fs),
-            dir.to_path_buf(),
-            Arc::clone(&next_file),
-            opts.wal_segment_size_bytes,
-        )?)
-    } else {
-        SegmentSource::Inline
-    };
-    let owner = LogOwner::new(Arc::clone(&shared), LogWriter::new(first), source, last_seq);
+    let log_shared = Arc::clone(&shared);
     let handle = std::thread::Builder::new()
         .name("cityhall-wal".into())
-        .spawn(move || owner.run())
+        .spawn(move || commit::log_thread(log_shared))
         .map_err(|e| Error::io("spawn thread", Path::new("cityhall-wal"), e))?;
     Ok(Db {
         inner: Arc::new(Inner {

@@ -43,8 +43,9 @@ pub struct Segment {
 
 const ZERO_CHUNK_BYTES: usize = 1 << 20;
 
-/// Creates, zero-fills, syncs and publishes segment `number` in `dir`.
-pub fn prepare(fs: &dyn Fs, dir: &Path, number: u64, size: u64) -> Result<Segment> {
+/// Creates, zero-fills, syncs and publishes segment `number` in `dir`,
+/// opened for writing with `O_DIRECT` if `direct`.
+pub fn prepare(fs: &dyn Fs, dir: &Path, number: u64, size: u64, direct: bool) -> Result<Segment> {
     let tmp = dir.join(format!("{number:06}.log.tmp"));
     let path = dir.join(segment_name(number));
     if fs.exists(&tmp) {
@@ -62,7 +63,9 @@ pub fn prepare(fs: &dyn Fs, dir: &Path, number: u64, size: u64) -> Result<Segmen
     file.sync_data()?;
     fs.rename(&tmp, &path)?;
     fs.sync_dir(dir)?;
-    let file = fs.open(&path, OpenOptions::write_create().with_direct())?;
+    let mut opts = OpenOptions::write_create();
+    opts.direct = direct;
+    let file = fs.open(&path, opts)?;
     Ok(Segment { number, file, size })
 }
 
@@ -80,11 +83,12 @@ impl Preparer {
         dir: PathBuf,
         next_file: Arc<AtomicU64>,
         size: u64,
+        direct: bool,
     ) -> Result<Self> {
         let (tx, rx) = sync_channel::<Result<Segment>>(0);
         let handle = std::thread::Builder::new()
             .name("cityhall-wal-prep".into())
-            .spawn(move || prepare_loop(&*fs, &dir, &next_file, size, &tx))
+            .spawn(move || prepare_loop(&*fs, &dir, &next_file, size, direct, &tx))
             .map_err(|e| Error::io("spawn thread", Path::new("cityhall-wal-prep"), e))?;
         Ok(Preparer {
             rx,
@@ -107,11 +111,12 @@ fn prepare_loop(
     dir: &Path,
     next_file: &AtomicU64,
     size: u64,
+    direct: bool,
     tx: &SyncSender<Result<Segment>>,
 ) {
     loop {
         let number = next_file.fetch_add(1, Ordering::SeqCst);
-        let seg = prepare(fs, dir, number, size);
+        let seg = prepare(fs, dir, number, size, direct);
         let failed = seg.is_err();
         if tx.send(seg).is_err() || failed {
             // The writer is gone, or the disk failed: a file left behind
