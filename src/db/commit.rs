@@ -109,12 +109,12 @@ pub fn write_blocking(shared: &Shared, done: &Completion) -> Result<()> {
         let mut q = shared.lock_queue();
         if q.leader_active {
             drop(q);
-            return done.wait();
+            return done.wait(&shared.epoch);
         }
         q.leader_active = true;
     }
     lead(shared, Some(done));
-    done.wait()
+    done.wait(&shared.epoch)
 }
 
 /// Leads until `own` is complete (or, for the log thread, the queue is
@@ -227,6 +227,7 @@ fn commit_group(shared: &Shared, state: &mut LogState) {
             }
         }
     }
+    shared.epoch.advance_and_wake_all();
     state.group = group;
     state.group.clear();
     if let Some(iv) = relaxed_interval(shared) {

@@ -1,14 +1,17 @@
 //! A one-shot completion a writer waits on, from a thread or a future.
 //!
-//! The log owner completes it after the write group is durable (or failed);
-//! a blocking writer waits on the condition variable, an async writer (the
-//! server) is woken through its stored waker.
+//! The group leader completes it after the write group is durable (or
+//! failed). A blocking writer sleeps on the shared [`Epoch`] (the leader
+//! wakes a whole group with one call); an async writer (the server) is
+//! woken through its stored waker.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use super::futex::Epoch;
 use crate::error::Result;
 
 #[derive(Debug, Default)]
@@ -21,7 +24,7 @@ struct Slot {
 #[derive(Debug, Default)]
 pub struct Completion {
     slot: Mutex<Slot>,
-    cv: Condvar,
+    done: AtomicBool,
 }
 
 impl Completion {
@@ -29,14 +32,15 @@ impl Completion {
         self.slot.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Delivers the result and wakes the waiter.
+    /// Delivers the result and wakes an async waiter. A blocking waiter
+    /// is woken by the leader's [`Epoch::advance_and_wake_all`] afterwards.
     pub fn complete(&self, result: Result<()>) {
         let waker = {
             let mut s = self.lock();
             s.result = Some(result);
             s.waker.take()
         };
-        self.cv.notify_all();
+        self.done.store(true, Ordering::Release);
         if let Some(w) = waker {
             w.wake();
         }
@@ -44,18 +48,19 @@ impl Completion {
 
     /// Whether the result has been delivered (and not yet taken).
     pub fn is_complete(&self) -> bool {
-        self.lock().result.is_some()
+        self.done.load(Ordering::Acquire)
     }
 
-    /// Blocks until the result is delivered.
-    pub fn wait(&self) -> Result<()> {
-        let mut s = self.lock();
+    /// Blocks until the result is delivered, sleeping on `epoch`.
+    pub fn wait(&self, epoch: &Epoch) -> Result<()> {
         loop {
-            if let Some(r) = s.result.take() {
-                return r;
+            let seen = epoch.load();
+            if self.is_complete() {
+                break;
             }
-            s = self.cv.wait(s).unwrap_or_else(|p| p.into_inner());
+            epoch.wait(seen);
         }
+        self.lock().result.take().unwrap_or(Err(crate::Error::Closed))
     }
 }
 

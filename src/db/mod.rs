@@ -10,6 +10,7 @@
 
 mod commit;
 pub mod completion;
+mod futex;
 mod open;
 
 use std::collections::VecDeque;
@@ -79,6 +80,8 @@ pub(crate) struct Shared {
     pub(crate) next_file: Arc<AtomicU64>,
     pub(crate) queue: Mutex<QueueState>,
     pub(crate) queue_cv: Condvar,
+    /// Blocking writers sleep here until their group is committed.
+    pub(crate) epoch: futex::Epoch,
     /// The WAL, held by the current leader.
     log: Mutex<Option<LogState>>,
     poison: Mutex<Option<String>>,

@@ -86,6 +86,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
         next_file: Arc::clone(&next_file),
         queue: Mutex::new(QueueState::default()),
         queue_cv: Condvar::new(),
+        epoch: Default::default(),
         log: Mutex::new(Some(LogState::new(LogWriter::new(first), source, last_seq))),
         poison: Mutex::new(None),
         metrics: DbMetrics::default(),

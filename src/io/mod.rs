@@ -5,7 +5,7 @@
 //!
 //! - [`uring::UringFs`]: the default. Writes, reads and syncs are submitted
 //!   through io_uring (one ring per thread); a write followed by a data sync
-//!   is one linked submission.
+//!   is one `RWF_DSYNC` write.
 //! - [`plain::PlainFs`]: `pread`/`pwrite`/`fdatasync`, chosen automatically
 //!   with one warning line when io_uring cannot be set up (seccomp,
 //!   `kernel.io_uring_disabled`, an old kernel).
@@ -130,7 +130,7 @@ pub trait FileHandle: Send + Sync + std::fmt::Debug {
     /// Writes all of `buf` at `offset`.
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()>;
     /// Writes all of `buf` at `offset`, then makes the file's data durable.
-    /// io_uring submits both as one linked pair.
+    /// io_uring submits it as one `RWF_DSYNC` write.
     fn write_at_sync(&self, buf: &[u8], offset: u64) -> Result<()> {
         self.write_at(buf, offset)?;
         self.sync_data()

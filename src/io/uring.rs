@@ -4,8 +4,8 @@
 //! no ring is shared and no lock is taken. Every call submits and waits:
 //! the engine's concurrency comes from its threads (the WAL owner, the
 //! flusher, the compactor), not from many operations in flight on one ring.
-//! A write followed by a data sync is submitted as one linked pair, so a
-//! durable group commit costs one system call.
+//! A durable write is one `RWF_DSYNC` write: a group commit costs one
+//! submission and no separate fdatasync.
 //!
 //! Directory operations (rename, remove, directory sync, locks) are rare and
 //! go through the plain POSIX calls.
@@ -153,36 +153,29 @@ impl UringFile {
         Error::io(op, &self.inner.path, e)
     }
 
-    /// One write submission, optionally linked to an fdatasync. Returns the
-    /// bytes written (possibly short) and, if requested, the sync result.
-    fn write_once(&self, buf: &[u8], offset: u64, sync: bool) -> Result<(usize, Option<i32>)> {
+    /// One write submission. With `sync`, the write carries `RWF_DSYNC`,
+    /// so its completion means the data is durable: one operation, no
+    /// separate fdatasync (which io_uring would hand to a worker thread).
+    /// Returns the bytes written, possibly short.
+    fn write_once(&self, buf: &[u8], offset: u64, sync: bool) -> Result<usize> {
         let len = buf.len().min(IO_CHUNK_BYTES_MAX) as u32;
         let results = with_ring(|ring| {
-            let mut write = opcode::Write::new(self.fd(), buf.as_ptr(), len)
-                .offset(offset)
-                .build()
-                .user_data(0);
+            let mut write = opcode::Write::new(self.fd(), buf.as_ptr(), len).offset(offset);
             if sync {
-                write = write.flags(squeue::Flags::IO_LINK);
+                write = write.rw_flags(libc::RWF_DSYNC);
             }
+            let write = write.build().user_data(0);
             // SAFETY: `buf` outlives the wait below.
             unsafe { push(ring, &write)? };
-            if sync {
-                let fsync = opcode::Fsync::new(self.fd())
-                    .flags(types::FsyncFlags::DATASYNC)
-                    .build()
-                    .user_data(1);
-                // SAFETY: fsync references no memory.
-                unsafe { push(ring, &fsync)? };
-            }
-            submit_and_collect(ring, if sync { 2 } else { 1 })
+            submit_and_collect(ring, 1)
         })
         .map_err(|e| self.err("io_uring submit", e))?;
         let written = results.first().copied().unwrap_or(i32::MIN);
         if written < 0 {
-            return Err(self.err("write", std::io::Error::from_raw_os_error(-written)));
+            let op = if sync { "write (O_DSYNC)" } else { "write" };
+            return Err(self.err(op, std::io::Error::from_raw_os_error(-written)));
         }
-        Ok((written as usize, results.get(1).copied()))
+        Ok(written as usize)
     }
 }
 
@@ -225,7 +218,7 @@ impl FileHandle for UringFile {
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         let mut done = 0usize;
         while done < buf.len() {
-            let (n, _) = self.write_once(&buf[done..], offset + done as u64, false)?;
+            let n = self.write_once(&buf[done..], offset + done as u64, false)?;
             if n == 0 {
                 return Err(self.err("write", std::io::Error::from(std::io::ErrorKind::WriteZero)));
             }
@@ -235,21 +228,13 @@ impl FileHandle for UringFile {
     }
 
     fn write_at_sync(&self, buf: &[u8], offset: u64) -> Result<()> {
-        let (n, sync) = self.write_once(buf, offset, true)?;
+        let n = self.write_once(buf, offset, true)?;
         if n < buf.len() {
-            // A short write broke the link and cancelled the sync: finish
-            // the write, then sync on its own.
+            // A short write made only part durable: finish it, then sync.
             self.write_at(&buf[n..], offset + n as u64)?;
             return self.sync_data();
         }
-        match sync {
-            Some(0) => Ok(()),
-            Some(rc) if rc < 0 => Err(self.err(
-                "fdatasync",
-                std::io::Error::from_raw_os_error(-rc),
-            )),
-            _ => Err(self.err("fdatasync", std::io::Error::other("no completion"))),
-        }
+        Ok(())
     }
 
     fn sync_data(&self) -> Result<()> {
