@@ -146,7 +146,12 @@ impl WriteBatch {
     }
 
     /// Checks keys and values against the bounds.
-    pub fn validate(&self, key_bytes_max: usize, value_bytes_max: usize, batch_bytes_max: usize) -> Result<()> {
+    pub fn validate(
+        &self,
+        key_bytes_max: usize,
+        value_bytes_max: usize,
+        batch_bytes_max: usize,
+    ) -> Result<()> {
         if self.encoded_size_max() > batch_bytes_max {
             return Err(Error::LimitExceeded {
                 what: format!(

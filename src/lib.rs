@@ -3,19 +3,24 @@
 //! The engine is a log-structured merge tree; [`Db`] is its entry point.
 
 pub mod batch;
+pub mod client;
 pub mod db;
 pub mod error;
 pub mod io;
 pub mod iter;
 pub mod manifest;
 pub mod memtable;
+pub mod merge;
 pub mod metrics;
 pub mod options;
+pub mod protocol;
+pub mod server;
+pub mod sstable;
 pub mod types;
 pub mod varint;
 pub mod wal;
 
 pub use batch::WriteBatch;
-pub use db::{Db, WriteFuture};
+pub use db::{Db, Snapshot, WriteFuture};
 pub use error::{Error, Result};
 pub use options::{Durability, Options};

@@ -153,6 +153,9 @@ impl MetricsSnapshot {
     }
     /// Looks a metric up by name.
     pub fn get(&self, name: &str) -> Option<&MetricValue> {
-        self.metrics.iter().find(|m| m.name == name).map(|m| &m.value)
+        self.metrics
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| &m.value)
     }
 }

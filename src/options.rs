@@ -35,6 +35,8 @@ pub struct Options {
     pub memtable_size_bytes_max: usize,
     /// Frozen memtables allowed to wait for flushing before writes stall.
     pub immutable_memtables_max: usize,
+    /// Bytes of decoded table blocks kept in the shared cache.
+    pub block_cache_size_bytes: u64,
     /// Largest key.
     pub key_size_bytes_max: usize,
     /// Largest value.
@@ -58,6 +60,7 @@ impl Default for Options {
             wal_group_size_bytes_max: 4 << 20,
             memtable_size_bytes_max: 64 << 20,
             immutable_memtables_max: 2,
+            block_cache_size_bytes: 256 << 20,
             key_size_bytes_max: 64 << 10,
             value_size_bytes_max: 16 << 20,
             batch_size_bytes_max: 32 << 20,

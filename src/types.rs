@@ -108,7 +108,10 @@ mod tests {
         assert_eq!(compare_internal_keys(&a7, &a5), Ordering::Less);
         assert_eq!(compare_internal_keys(&a5, &ab1), Ordering::Less);
         assert_eq!(compare_internal_keys(&a7, &ab1), Ordering::Less);
-        assert_eq!(split_internal_key(&a7), Some((&b"a"[..], 7, ValueKind::Delete)));
+        assert_eq!(
+            split_internal_key(&a7),
+            Some((&b"a"[..], 7, ValueKind::Delete))
+        );
         assert_eq!(split_internal_key(b"short"), None);
     }
 

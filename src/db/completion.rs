@@ -60,7 +60,10 @@ impl Completion {
             }
             epoch.wait(seen);
         }
-        self.lock().result.take().unwrap_or(Err(crate::Error::Closed))
+        self.lock()
+            .result
+            .take()
+            .unwrap_or(Err(crate::Error::Closed))
     }
 }
 

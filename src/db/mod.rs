@@ -10,6 +10,7 @@
 
 mod commit;
 pub mod completion;
+mod flush;
 mod futex;
 mod open;
 
@@ -25,9 +26,13 @@ pub use completion::WriteFuture;
 use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 use crate::io::{Backend, Fs, LockGuard};
+use crate::iter::EntryIter;
+use crate::manifest::{ManifestWriter, TableEntry, VersionEdit};
 use crate::memtable::Memtable;
+use crate::merge::{MergingIter, UserIter};
 use crate::metrics::{Counter, Histogram, MetricsSnapshot};
 use crate::options::Options;
+use crate::sstable::{BlockCache, Table};
 use crate::types::{SeqNo, ValueKind};
 use commit::{LogState, PendingWrite, QueueState};
 use completion::Completion;
@@ -51,6 +56,12 @@ pub struct DbMetrics {
     pub write_latency_us: Histogram,
     /// Point reads.
     pub gets: Counter,
+    /// Memtables flushed.
+    pub flushes: Counter,
+    /// Bytes of tables written by flushes.
+    pub flush_bytes: Counter,
+    /// Time to flush one memtable, microseconds.
+    pub flush_latency_us: Histogram,
     /// Writes stalled because frozen memtables were waiting to be flushed.
     pub write_stalls: Counter,
     /// Time spent stalled, microseconds.
@@ -65,6 +76,12 @@ pub(crate) struct MemState {
     immutables: VecDeque<Arc<Memtable>>,
 }
 
+/// The live tables. Level 0 only until compaction: newest first.
+#[derive(Debug, Default)]
+pub(crate) struct Version {
+    pub(crate) l0: Vec<(TableEntry, Arc<Table>)>,
+}
+
 /// State shared by the handles and the background threads.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -72,6 +89,11 @@ pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) mem: RwLock<MemState>,
+    pub(crate) version: RwLock<Arc<Version>>,
+    pub(crate) cache: Arc<BlockCache>,
+    pub(crate) manifest: Mutex<Option<ManifestWriter>>,
+    /// Signalled when a memtable is frozen (work for the flusher).
+    flush_cv: Condvar,
     /// Signalled when a frozen memtable is flushed away, or on close.
     pub(crate) mem_cv: Condvar,
     mem_cv_lock: Mutex<()>,
@@ -138,9 +160,85 @@ impl Shared {
     /// Freezes the active memtable; the new one starts in WAL segment
     /// `segment`.
     pub(crate) fn freeze_active(&self, segment: u64) {
-        let mut m = self.mem.write().unwrap_or_else(|p| p.into_inner());
-        let old = std::mem::replace(&mut m.active, Arc::new(Memtable::new(segment)));
-        m.immutables.push_front(old);
+        {
+            let mut m = self.mem.write().unwrap_or_else(|p| p.into_inner());
+            let old = std::mem::replace(&mut m.active, Arc::new(Memtable::new(segment)));
+            m.immutables.push_front(old);
+        }
+        let _g = self.mem_cv_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.flush_cv.notify_all();
+    }
+
+    /// Wakes threads waiting on memtable changes.
+    pub(crate) fn notify_mem(&self) {
+        let _g = self.mem_cv_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.mem_cv.notify_all();
+        self.flush_cv.notify_all();
+    }
+
+    /// The oldest frozen memtable, waiting for one; `None` on close.
+    pub(crate) fn wait_for_flush_work(&self) -> Option<Arc<Memtable>> {
+        let mut g = self.mem_cv_lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if self.closing.load(Ordering::Acquire) {
+                return None;
+            }
+            if let Some(m) = self
+                .mem
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .immutables
+                .back()
+            {
+                return Some(Arc::clone(m));
+            }
+            g = self
+                .flush_cv
+                .wait_timeout(g, std::time::Duration::from_millis(200))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// The first WAL segment still needed once `flushed` is gone.
+    pub(crate) fn log_number_after_flush(&self, flushed: &Arc<Memtable>) -> u64 {
+        let m = self.mem.read().unwrap_or_else(|p| p.into_inner());
+        m.immutables
+            .iter()
+            .rev()
+            .find(|x| !Arc::ptr_eq(x, flushed))
+            .unwrap_or(&m.active)
+            .wal_segment_first()
+    }
+
+    /// Appends an edit to the manifest and syncs it.
+    pub(crate) fn log_edit(&self, edit: &VersionEdit) -> Result<()> {
+        let mut g = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        match g.as_mut() {
+            Some(w) => w.append(edit),
+            None => Err(Error::Closed),
+        }
+    }
+
+    /// Makes a new level-0 table visible to reads.
+    pub(crate) fn install_l0(&self, entry: TableEntry, table: Arc<Table>) {
+        let mut v = self.version.write().unwrap_or_else(|p| p.into_inner());
+        let mut l0 = v.l0.clone();
+        l0.insert(0, (entry, table));
+        *v = Arc::new(Version { l0 });
+    }
+
+    /// Drops a flushed memtable and wakes stalled writers.
+    pub(crate) fn drop_flushed(&self, flushed: &Arc<Memtable>) {
+        {
+            let mut m = self.mem.write().unwrap_or_else(|p| p.into_inner());
+            m.immutables.retain(|x| !Arc::ptr_eq(x, flushed));
+        }
+        self.notify_mem();
+    }
+
+    fn current_version(&self) -> Arc<Version> {
+        Arc::clone(&self.version.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Blocks the log owner while the frozen memtables are at their bound,
@@ -221,7 +319,7 @@ impl Inner {
         self.shared.closing.store(true, Ordering::Release);
         self.shared.lock_queue().closing = true;
         self.shared.queue_cv.notify_all();
-        self.shared.mem_cv.notify_all();
+        self.shared.notify_mem();
         let threads: Vec<_> = self
             .threads
             .lock()
@@ -240,11 +338,46 @@ impl Inner {
         {
             log.shut_down(&self.shared);
         }
+        self.shared
+            .manifest
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
         match self.shared.poisoned() {
             Some(reason) => Err(Error::Poisoned(reason)),
             None => Ok(()),
         }
+    }
+}
+
+/// A point-in-time view of the database. Reads through it see exactly the
+/// writes acknowledged before it was taken.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    db: Db,
+    seq: SeqNo,
+}
+
+impl Snapshot {
+    /// The sequence number the view is at.
+    pub fn sequence(&self) -> SeqNo {
+        self.seq
+    }
+
+    /// The value of `key` in this view.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db.get_at(key, self.seq)
+    }
+
+    /// Like [`Db::scan`], in this view.
+    pub fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.db.scan_at(start, end, limit, self.seq)
     }
 }
 
@@ -256,7 +389,9 @@ pub struct Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("dir", &self.inner.shared.dir).finish()
+        f.debug_struct("Db")
+            .field("dir", &self.inner.shared.dir)
+            .finish()
     }
 }
 
@@ -345,16 +480,80 @@ impl Db {
     }
 
     fn get_at(&self, key: &[u8], snapshot: SeqNo) -> Result<Option<Vec<u8>>> {
+        // Memtables first, then tables: a flush installs the table before
+        // it drops the memtable, so this order never misses an entry.
         let (active, immutables) = self.shared().memtables();
+        let version = self.shared().current_version();
+        let found = |r: Option<(ValueKind, Vec<u8>)>| {
+            r.map(|(kind, value)| match kind {
+                ValueKind::Put => Some(value),
+                ValueKind::Delete => None,
+            })
+        };
         for mem in std::iter::once(&active).chain(immutables.iter()) {
-            if let Some((kind, value)) = mem.get(key, snapshot) {
-                return Ok(match kind {
-                    ValueKind::Put => Some(value),
-                    ValueKind::Delete => None,
-                });
+            if let Some(v) = found(mem.get(key, snapshot)) {
+                return Ok(v);
+            }
+        }
+        for (_, table) in &version.l0 {
+            if let Some(v) = found(table.get(key, snapshot)?) {
+                return Ok(v);
             }
         }
         Ok(None)
+    }
+
+    /// Up to `limit` live pairs with `start <= key < end` (no end: to the
+    /// last key), in key order, as of one point in time.
+    pub fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let snapshot = self.shared().visible_seq.load(Ordering::Acquire);
+        self.scan_at(start, end, limit, snapshot)
+    }
+
+    /// Up to `limit` live pairs whose key starts with `prefix`.
+    pub fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let end = crate::types::prefix_successor(prefix);
+        self.scan(prefix, end.as_deref(), limit)
+    }
+
+    fn scan_at(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        snapshot: SeqNo,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let (active, immutables) = self.shared().memtables();
+        let version = self.shared().current_version();
+        let mut sources: Vec<Box<dyn EntryIter>> =
+            Vec::with_capacity(1 + immutables.len() + version.l0.len());
+        for mem in std::iter::once(&active).chain(immutables.iter()) {
+            sources.push(Box::new(mem.iter()));
+        }
+        for (_, table) in &version.l0 {
+            sources.push(Box::new(table.iter()));
+        }
+        let mut it = UserIter::new(MergingIter::new(sources), snapshot, end.map(<[u8]>::to_vec));
+        it.seek_to_user_key(start)?;
+        let mut out = Vec::new();
+        while it.valid() && out.len() < limit {
+            out.push((it.user_key().to_vec(), it.value().to_vec()));
+            it.next()?;
+        }
+        Ok(out)
+    }
+
+    /// A consistent read view: later writes are invisible to it.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            db: self.clone(),
+            seq: self.shared().visible_seq.load(Ordering::Acquire),
+        }
     }
 
     /// The newest sequence number visible to reads.
@@ -394,8 +593,24 @@ impl Db {
             "memtable.immutable_bytes",
             imms.iter().map(|m| m.size_bytes()).sum::<usize>() as f64,
         );
-        out.gauge("db.last_sequence", s.visible_seq.load(Ordering::Acquire) as f64);
-        out.gauge("db.poisoned", if s.poisoned().is_some() { 1.0 } else { 0.0 });
+        out.counter("flush.count", m.flushes.get());
+        out.counter("flush.bytes", m.flush_bytes.get());
+        out.histogram("flush.latency_us", &m.flush_latency_us);
+        let version = s.current_version();
+        out.gauge("level0.files", version.l0.len() as f64);
+        out.gauge(
+            "level0.bytes",
+            version.l0.iter().map(|(e, _)| e.size).sum::<u64>() as f64,
+        );
+        s.cache.report(&mut out);
+        out.gauge(
+            "db.last_sequence",
+            s.visible_seq.load(Ordering::Acquire) as f64,
+        );
+        out.gauge(
+            "db.poisoned",
+            if s.poisoned().is_some() { 1.0 } else { 0.0 },
+        );
         out.gauge("db.uptime_seconds", s.started.elapsed().as_secs_f64());
         out
     }

@@ -18,6 +18,8 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
 
 use super::commit::{self, LogState, QueueState, SegmentSource};
+use super::flush::{self, table_name};
+use super::Version;
 use super::{Db, DbMetrics, Inner, MemState, Shared};
 use crate::batch::BatchOp;
 use crate::error::{Error, Result};
@@ -25,6 +27,7 @@ use crate::io::{self, read_all, Fs, OpenOptions};
 use crate::manifest::{self, ManifestState, ManifestWriter};
 use crate::memtable::Memtable;
 use crate::options::Options;
+use crate::sstable::{BlockCache, Table};
 use crate::types::ValueKind;
 use crate::wal::format::{check_record, HEADER_LEN};
 use crate::wal::reader::{replay_segment, SegmentEnd};
@@ -40,9 +43,15 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
         Some(number) => manifest::recover(&*fs, dir, number)?,
         None => new_database(dir, &opts, &names)?,
     };
-    let max_seen = names.iter().filter_map(|n| file_number(n)).max().unwrap_or(0);
+    let max_seen = names
+        .iter()
+        .filter_map(|n| file_number(n))
+        .max()
+        .unwrap_or(0);
     let next_file = state.next_file_number.max(max_seen + 1);
 
+    let cache = Arc::new(BlockCache::new(opts.block_cache_size_bytes));
+    let version = open_tables(&*fs, dir, &state, &cache)?;
     let mem = Memtable::new(state.log_number);
     let (last_seq, unused) = replay_wal(&*fs, dir, &names, &state, &mem)?;
 
@@ -76,6 +85,10 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
         opts: opts.clone(),
         dir: dir.to_path_buf(),
         fs: Arc::clone(&fs),
+        version: RwLock::new(Arc::new(version)),
+        cache,
+        manifest: Mutex::new(Some(manifest)),
+        flush_cv: Condvar::new(),
         mem: RwLock::new(MemState {
             active: Arc::new(mem),
             immutables: VecDeque::new(),
@@ -93,17 +106,21 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
         closing: AtomicBool::new(false),
         started: Instant::now(),
     });
-    drop(manifest);
 
     let log_shared = Arc::clone(&shared);
     let handle = std::thread::Builder::new()
         .name("cityhall-wal".into())
         .spawn(move || commit::log_thread(log_shared))
         .map_err(|e| Error::io("spawn thread", Path::new("cityhall-wal"), e))?;
+    let flush_shared = Arc::clone(&shared);
+    let flusher = std::thread::Builder::new()
+        .name("cityhall-flush".into())
+        .spawn(move || flush::flush_thread(flush_shared))
+        .map_err(|e| Error::io("spawn thread", Path::new("cityhall-flush"), e))?;
     Ok(Db {
         inner: Arc::new(Inner {
             shared,
-            threads: Mutex::new(vec![handle]),
+            threads: Mutex::new(vec![handle, flusher]),
             lock: Mutex::new(Some(lock)),
         }),
     })
@@ -159,7 +176,11 @@ fn replay_wal(
     segs.sort_unstable();
     let mut used = Vec::with_capacity(segs.len());
     for &n in &segs {
-        used.push(segment_has_data(fs, &dir.join(segment::segment_name(n)), n)?);
+        used.push(segment_has_data(
+            fs,
+            &dir.join(segment::segment_name(n)),
+            n,
+        )?);
     }
     let last_used = used.iter().rposition(|&u| u);
     let mut last_seq = state.last_sequence;
@@ -236,6 +257,10 @@ fn remove_obsolete(
             n < state.log_number || unused.contains(&n)
         } else if let Some(n) = name.strip_prefix("MANIFEST-") {
             n.parse::<u64>().ok() != Some(manifest_number)
+        } else if let Some(n) = name.strip_suffix(".sst") {
+            // A table no manifest names: an interrupted flush left it.
+            n.parse::<u64>()
+                .is_ok_and(|n| !state.tables.contains_key(&n))
         } else {
             name.ends_with(".tmp")
         };
@@ -248,4 +273,20 @@ fn remove_obsolete(
         fs.sync_dir(dir)?;
     }
     Ok(())
+}
+
+/// Opens every table the manifest names, newest first.
+fn open_tables(
+    fs: &dyn Fs,
+    dir: &Path,
+    state: &ManifestState,
+    cache: &Arc<BlockCache>,
+) -> Result<Version> {
+    let mut l0 = Vec::with_capacity(state.tables.len());
+    for entry in state.tables.values().rev() {
+        let file = fs.open(&dir.join(table_name(entry.number)), OpenOptions::read())?;
+        let table = Table::open(file, entry.number, Arc::clone(cache))?;
+        l0.push((entry.clone(), Arc::new(table)));
+    }
+    Ok(Version { l0 })
 }

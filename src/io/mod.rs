@@ -163,10 +163,7 @@ pub fn read_exact_at(file: &dyn FileHandle, buf: &mut [u8], offset: u64) -> Resu
             file.path(),
             std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
-                format!(
-                    "short read: {n} of {} bytes at offset {offset}",
-                    buf.len()
-                ),
+                format!("short read: {n} of {} bytes at offset {offset}", buf.len()),
             ),
         ));
     }

@@ -66,7 +66,8 @@ pub(crate) mod dir {
 
     pub fn sync_dir(dir: &Path) -> Result<()> {
         let f = File::open(dir).map_err(|e| Error::io("open directory", dir, e))?;
-        f.sync_all().map_err(|e| Error::io("fsync directory", dir, e))
+        f.sync_all()
+            .map_err(|e| Error::io("fsync directory", dir, e))
     }
 
     pub fn create_dir_all(dir: &Path) -> Result<()> {

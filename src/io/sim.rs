@@ -469,11 +469,7 @@ pub struct SimFile {
 }
 
 impl SimFile {
-    fn with_node<T>(
-        &self,
-        op: Op,
-        f: impl FnOnce(&mut State, u64) -> Result<T>,
-    ) -> Result<T> {
+    fn with_node<T>(&self, op: Op, f: impl FnOnce(&mut State, u64) -> Result<T>) -> Result<T> {
         let mut s = self.fs.lock_state();
         if s.epoch != self.epoch {
             return Err(Error::io(
@@ -567,7 +563,9 @@ impl FileHandle for SimFile {
     }
 
     fn map(&self) -> Result<Mapping> {
-        self.with_node(Op::Read, |s, ino| Ok(Mapping::Bytes(node(s, ino).live.clone())))
+        self.with_node(Op::Read, |s, ino| {
+            Ok(Mapping::Bytes(node(s, ino).live.clone()))
+        })
     }
 
     fn is_direct(&self) -> bool {

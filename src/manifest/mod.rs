@@ -117,7 +117,11 @@ pub fn read_current(fs: &dyn Fs, dir: &Path) -> Result<Option<u64>> {
         .and_then(|n| n.strip_prefix("MANIFEST-"))
         .and_then(|n| n.parse::<u64>().ok())
         .ok_or_else(|| {
-            Error::corruption(&path, 0, format!("CURRENT holds {text:?}, not a manifest name"))
+            Error::corruption(
+                &path,
+                0,
+                format!("CURRENT holds {text:?}, not a manifest name"),
+            )
         })?;
     Ok(Some(number))
 }

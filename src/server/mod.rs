@@ -1,0 +1,135 @@
+//! The daemon: `cityhall server`.
+//!
+//! [`run`] owns the life of the process: it blocks the stop signals, binds
+//! the listening socket, opens the database, starts one tokio-uring event
+//! loop per core ([`worker`]), prints one line saying where it listens,
+//! tells systemd it is ready, and waits for SIGTERM or SIGINT. Then it
+//! stops accepting, lets connections finish their in-flight requests,
+//! closes the database (final sync) and returns.
+//!
+//! Threads: the main thread only waits for signals; each event loop owns
+//! its connections (`!Send` tasks on its own runtime); the engine's WAL
+//! thread wakes the loops' write futures. Shared state is [`Shared`]:
+//! the database handle, the limits, the auth token and the stats.
+//!
+//! tokio-uring is named only here (and in `io/`): see DESIGN.md.
+
+pub mod config;
+pub mod connection;
+pub mod handler;
+pub mod listener;
+pub mod notify;
+pub mod signals;
+pub mod stats;
+mod stream;
+pub mod worker;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::db::Db;
+use crate::error::{Error, Result};
+use crate::options::Durability;
+use crate::protocol::Limits;
+
+pub use config::ServerConfig;
+use listener::{Bound, ListenAddr};
+use signals::StopSignals;
+use stats::ServerStats;
+
+/// What every connection of every event loop shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The database.
+    pub db: Db,
+    /// The protocol bounds (derived from the engine options).
+    pub limits: Limits,
+    /// The token every HELLO must carry, if one is configured.
+    pub auth_token: Option<Vec<u8>>,
+    /// The server's metrics.
+    pub stats: ServerStats,
+    /// The configuration the server runs with.
+    pub config: ServerConfig,
+}
+
+/// Runs the daemon until SIGTERM or SIGINT. Must be called from the main
+/// thread before any other thread is started (see [`signals`]).
+pub fn run(config: ServerConfig) -> Result<()> {
+    let signals = StopSignals::block()
+        .map_err(|e| Error::io("block signals", std::path::Path::new("SIGTERM/SIGINT"), e))?;
+    raise_fd_limit();
+    let auth_token = config.load_auth_token()?;
+    let addr = ListenAddr::parse(&config.listen)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| Error::io("create data dir", &config.data_dir, e))?;
+    let bound = listener::bind(&addr, auth_token.is_some())?;
+    let db = Db::open(&config.data_dir, config.options.clone())?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let threads = config.thread_count();
+    let shared = Arc::new(Shared {
+        db: db.clone(),
+        limits: Limits::for_options(&config.options),
+        auth_token,
+        stats: ServerStats::default(),
+        config,
+    });
+    let workers = match worker::Workers::start(threads, &shared, &bound, &stop_rx) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            let _ = db.close();
+            return Err(e);
+        }
+    };
+    let durability = match shared.config.options.durability {
+        Durability::Sync => "sync".to_string(),
+        Durability::Relaxed { interval_ms } => format!("relaxed, sync every {interval_ms} ms"),
+    };
+    eprintln!(
+        "cityhall: listening on {} (data dir {}, io backend {}, durability {durability}, {threads} event loops)",
+        bound.display_addr(),
+        shared.config.data_dir.display(),
+        db.backend(),
+    );
+    if let Err(e) = notify::notify("READY=1") {
+        eprintln!("cityhall: warning: cannot notify systemd of readiness: {e}");
+    }
+
+    let waited = signals.wait();
+    let _ = notify::notify("STOPPING=1");
+    match &waited {
+        Ok(sig) => eprintln!(
+            "cityhall: {} received; finishing in-flight requests",
+            signals::name(*sig)
+        ),
+        Err(e) => eprintln!("cityhall: waiting for signals failed ({e}); stopping"),
+    }
+    let _ = stop_tx.send(true);
+    workers.join();
+    if let Bound::Unix(_, path) = &bound {
+        let _ = std::fs::remove_file(path);
+    }
+    drop(shared);
+    db.close()?;
+    eprintln!("cityhall: stopped");
+    Ok(())
+}
+
+/// Raises the soft open-file limit to the hard limit, so that
+/// `connections_max` connections fit.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `lim` is a valid out-pointer for getrlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: `lim` holds values read from getrlimit, soft <= hard.
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
+    }
+}
