@@ -3,6 +3,7 @@
 //! The engine is a log-structured merge tree; [`Db`] is its entry point.
 
 pub mod batch;
+pub mod check;
 pub mod client;
 pub mod db;
 pub mod error;

@@ -24,7 +24,9 @@ use std::cmp::Ordering;
 
 use crate::error::{Error, Result};
 use crate::iter::EntryIter;
-use crate::types::{compare_internal_keys, split_internal_key, user_key, SeqNo, ValueKind, SEQ_MAX};
+use crate::types::{
+    compare_internal_keys, split_internal_key, user_key, SeqNo, ValueKind, SEQ_MAX,
+};
 
 /// A k-way merge of sorted sources into one sorted stream.
 pub struct MergingIter {
@@ -371,11 +373,17 @@ mod tests {
     }
 
     fn put(k: &str, seq: u64, v: &str) -> (Vec<u8>, Vec<u8>) {
-        (internal_key(k.as_bytes(), seq, ValueKind::Put), v.as_bytes().to_vec())
+        (
+            internal_key(k.as_bytes(), seq, ValueKind::Put),
+            v.as_bytes().to_vec(),
+        )
     }
 
     fn del(k: &str, seq: u64) -> (Vec<u8>, Vec<u8>) {
-        (internal_key(k.as_bytes(), seq, ValueKind::Delete), Vec::new())
+        (
+            internal_key(k.as_bytes(), seq, ValueKind::Delete),
+            Vec::new(),
+        )
     }
 
     #[test]
@@ -388,7 +396,12 @@ mod tests {
         let got = drain(&mut m);
         assert_eq!(
             got,
-            vec![put("a", 5, "new"), put("a", 3, "a3"), put("b", 9, "b9"), del("c", 4)]
+            vec![
+                put("a", 5, "new"),
+                put("a", 3, "a3"),
+                put("b", 9, "b9"),
+                del("c", 4)
+            ]
         );
         m.seek(&internal_key(b"a", 4, ValueKind::Put)).unwrap();
         assert_eq!(m.key(), &put("a", 3, "").0[..]);

@@ -190,7 +190,9 @@ fn read_u32(data: &[u8], at: usize) -> Option<u32> {
 
 /// Decodes the entry header at `pos`; everything must end by `limit`.
 fn raw_entry(data: &[u8], pos: usize, limit: usize) -> std::result::Result<RawEntry, Malformed> {
-    let mut rest = data.get(pos..limit).ok_or("entry offset outside the block")?;
+    let mut rest = data
+        .get(pos..limit)
+        .ok_or("entry offset outside the block")?;
     let before = rest.len();
     let shared = varint::get(&mut rest).ok_or("truncated entry header")?;
     let unshared = varint::get(&mut rest).ok_or("truncated entry header")?;
@@ -229,7 +231,9 @@ impl Block {
         offset: u64,
     ) -> std::result::Result<Block, Malformed> {
         let len = data.len();
-        let count_at = len.checked_sub(4).ok_or("block shorter than its restart count")?;
+        let count_at = len
+            .checked_sub(4)
+            .ok_or("block shorter than its restart count")?;
         let count = read_u32(&data, count_at).ok_or("block shorter than its restart count")?;
         let count = count as usize;
         let array = count
@@ -281,7 +285,11 @@ impl Block {
             }
             key.clear();
             key.extend_from_slice(prev.get(..e.shared).ok_or("shared prefix out of range")?);
-            key.extend_from_slice(self.data.get(e.delta.0..e.delta.1).ok_or("key out of range")?);
+            key.extend_from_slice(
+                self.data
+                    .get(e.delta.0..e.delta.1)
+                    .ok_or("key out of range")?,
+            );
             if split_internal_key(&key).is_none() {
                 return Err("malformed internal key");
             }
@@ -521,17 +529,23 @@ mod tests {
             (vec![], "shorter"),
             (vec![1, 0, 0], "shorter"),
             (vec![0xff, 0xff, 0xff, 0x0f], "does not fit"),
-            ({
-                let mut d = good.clone();
-                let at = d.len() - 8;
-                d[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
-                d
-            }, "restart offsets are not increasing"),
-            ({
-                let mut d = good.clone();
-                d[0] = 3; // first entry claims a shared prefix
-                d
-            }, "shares a key prefix"),
+            (
+                {
+                    let mut d = good.clone();
+                    let at = d.len() - 8;
+                    d[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
+                    d
+                },
+                "restart offsets are not increasing",
+            ),
+            (
+                {
+                    let mut d = good.clone();
+                    d[0] = 3; // first entry claims a shared prefix
+                    d
+                },
+                "shares a key prefix",
+            ),
         ];
         for (data, want) in cases {
             let err = Block::decode(data, origin(), 42).unwrap_err().to_string();

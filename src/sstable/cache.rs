@@ -177,8 +177,11 @@ mod tests {
 
     fn block(value_len: usize) -> Arc<Block> {
         let mut b = BlockBuilder::new(16);
-        b.add(&internal_key(b"k", 1, ValueKind::Put), &vec![7u8; value_len])
-            .unwrap();
+        b.add(
+            &internal_key(b"k", 1, ValueKind::Put),
+            &vec![7u8; value_len],
+        )
+        .unwrap();
         let data = b.finish().to_vec();
         Arc::new(Block::decode(data, Arc::from(Path::new("t")), 0).unwrap())
     }

@@ -230,8 +230,8 @@ impl Filter {
                 Repr::Exact(hashes)
             }
             KIND_FUSE => {
-                let seed = take_u32(&mut rest).map(u64::from)?
-                    | take_u32(&mut rest).map(u64::from)? << 32;
+                let seed =
+                    take_u32(&mut rest).map(u64::from)? | take_u32(&mut rest).map(u64::from)? << 32;
                 let params = FuseParams {
                     seed,
                     segment_length: take_u32(&mut rest)?,
@@ -304,7 +304,10 @@ mod tests {
         let mut x = 7u64;
         for _ in 0..100_000 {
             x = mix(x, 1);
-            assert_eq!(fuse_contains(&params, &fuse.fingerprints, x), fuse.contains(&x));
+            assert_eq!(
+                fuse_contains(&params, &fuse.fingerprints, x),
+                fuse.contains(&x)
+            );
         }
     }
 

@@ -115,7 +115,8 @@ impl Framer {
         let mut kind = TYPE_RAW;
         let mut payload = raw;
         if self.compress && raw.len() >= 64 {
-            self.scratch.resize(snap::raw::max_compress_len(raw.len()), 0);
+            self.scratch
+                .resize(snap::raw::max_compress_len(raw.len()), 0);
             if let Ok(n) = self.encoder.compress(raw, &mut self.scratch) {
                 if n <= raw.len() - raw.len() / 8 {
                     kind = TYPE_SNAPPY;
@@ -270,7 +271,9 @@ mod tests {
         let mut x = 1u64;
         let noise: Vec<u8> = (0..4096)
             .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (x >> 56) as u8
             })
             .collect();

@@ -79,10 +79,9 @@ impl TableInner {
 
     /// Data block `i`, through the cache.
     pub fn read_block(&self, i: usize) -> Result<Arc<Block>> {
-        let entry = self
-            .index
-            .get(i)
-            .ok_or_else(|| self.corrupt(self.footer.index.offset, "data block index out of range"))?;
+        let entry = self.index.get(i).ok_or_else(|| {
+            self.corrupt(self.footer.index.offset, "data block index out of range")
+        })?;
         let offset = entry.handle.offset;
         if let Some(b) = self.cache.get(self.id, offset) {
             return Ok(b);
@@ -106,7 +105,8 @@ fn framed(map: &[u8], h: BlockHandle) -> std::result::Result<&[u8], &'static str
         .end()
         .and_then(|e| usize::try_from(e).ok())
         .ok_or("block size out of range")?;
-    map.get(start..end).ok_or("block extends past the end of the file")
+    map.get(start..end)
+        .ok_or("block extends past the end of the file")
 }
 
 impl Table {
@@ -118,7 +118,10 @@ impl Table {
         let corrupt = |offset: u64, what: String| Error::corruption(&path, offset, what);
         let len = map.len();
         let footer_at = len.checked_sub(FOOTER_LEN).ok_or_else(|| {
-            corrupt(0, format!("file of {len} bytes is shorter than a table footer"))
+            corrupt(
+                0,
+                format!("file of {len} bytes is shorter than a table footer"),
+            )
         })?;
         let footer_bytes: &[u8; FOOTER_LEN] = map
             .get(footer_at..)
@@ -149,7 +152,8 @@ impl Table {
             Arc::clone(&path),
             footer.index.offset,
         )?);
-        let index = decode_index(&index_block, &footer).map_err(|w| corrupt(footer.index.offset, w))?;
+        let index =
+            decode_index(&index_block, &footer).map_err(|w| corrupt(footer.index.offset, w))?;
         Ok(Table {
             inner: Arc::new(TableInner {
                 path,
@@ -191,7 +195,10 @@ impl Table {
 
     /// Smallest and largest sequence numbers, as the footer records.
     pub fn seq_range(&self) -> (SeqNo, SeqNo) {
-        (self.inner.footer.smallest_seq, self.inner.footer.largest_seq)
+        (
+            self.inner.footer.smallest_seq,
+            self.inner.footer.largest_seq,
+        )
     }
 
     /// Whether the filter admits `user_key` (false: certainly absent).

@@ -39,12 +39,21 @@ fn sample(n: usize) -> Vec<Entry> {
         let k = format!("key{i:05}");
         let seq = 10 * i as u64 + 5;
         if i % 7 == 3 {
-            v.push((internal_key(k.as_bytes(), seq, ValueKind::Delete), Vec::new()));
+            v.push((
+                internal_key(k.as_bytes(), seq, ValueKind::Delete),
+                Vec::new(),
+            ));
         } else {
-            v.push((internal_key(k.as_bytes(), seq, ValueKind::Put), format!("value-{i}-{}", "x".repeat(i % 40)).into_bytes()));
+            v.push((
+                internal_key(k.as_bytes(), seq, ValueKind::Put),
+                format!("value-{i}-{}", "x".repeat(i % 40)).into_bytes(),
+            ));
         }
         if i % 3 == 0 {
-            v.push((internal_key(k.as_bytes(), seq - 2, ValueKind::Put), b"older".to_vec()));
+            v.push((
+                internal_key(k.as_bytes(), seq - 2, ValueKind::Put),
+                b"older".to_vec(),
+            ));
         }
     }
     sorted(v)
@@ -61,7 +70,9 @@ fn write(file: Arc<dyn FileHandle>, entries: &[Entry], opts: TableOptions) -> Ta
 fn sim_table(entries: &[Entry], opts: TableOptions) -> (SimFs, PathBuf, TableMeta) {
     let fs = SimFs::new(7);
     let path = PathBuf::from("/db/000001.sst");
-    let file = fs.open(&path, OpenOptions::create_new().with_direct()).unwrap();
+    let file = fs
+        .open(&path, OpenOptions::create_new().with_direct())
+        .unwrap();
     let meta = write(file, entries, opts);
     (fs, path, meta)
 }
@@ -100,7 +111,10 @@ fn check_table(table: &Table, entries: &[Entry]) {
     for (k, _) in entries.iter().step_by(3) {
         let (user, seq, _) = split_internal_key(k).unwrap();
         for snap in [seq, seq + 1, seq.saturating_sub(1), u64::MAX] {
-            assert_eq!(table.get(user, snap).unwrap(), model_get(entries, user, snap));
+            assert_eq!(
+                table.get(user, snap).unwrap(),
+                model_get(entries, user, snap)
+            );
         }
         it.seek(k).unwrap();
         assert_eq!(it.key(), &k[..]);
@@ -150,7 +164,12 @@ fn empty_and_single_entry_tables() {
 #[test]
 fn values_larger_than_a_block() {
     let entries: Vec<Entry> = (0..5u8)
-        .map(|i| (internal_key(&[b'a' + i], 1, ValueKind::Put), vec![i; 100_000 + i as usize]))
+        .map(|i| {
+            (
+                internal_key(&[b'a' + i], 1, ValueKind::Put),
+                vec![i; 100_000 + i as usize],
+            )
+        })
         .collect();
     let (fs, path, _) = sim_table(&entries, TableOptions::default());
     check_table(&open(&fs, &path).unwrap(), &entries);
@@ -161,7 +180,9 @@ fn real_fs_with_o_direct_pads_and_truncates() {
     let dir = tempfile::tempdir().unwrap();
     let fs = crate::io::default_fs();
     let path = dir.path().join("000007.sst");
-    let file = fs.open(&path, OpenOptions::create_new().with_direct()).unwrap();
+    let file = fs
+        .open(&path, OpenOptions::create_new().with_direct())
+        .unwrap();
     let entries = sample(20_000);
     let opts = TableOptions {
         write_buffer_bytes: 64 << 10,
@@ -174,7 +195,10 @@ fn real_fs_with_o_direct_pads_and_truncates() {
     let table = Table::open(file, 7, Arc::new(BlockCache::new(8 << 20))).unwrap();
     check_table(&table, &entries);
     let file = fs.open(&path, OpenOptions::read()).unwrap();
-    assert_eq!(Table::verify_file(file).unwrap().entries, entries.len() as u64);
+    assert_eq!(
+        Table::verify_file(file).unwrap().entries,
+        entries.len() as u64
+    );
 }
 
 /// A file handle that checks every write obeys the O_DIRECT rules.
@@ -244,24 +268,43 @@ fn every_write_is_aligned_and_the_tail_is_cut() {
 #[test]
 fn builder_rejects_bad_input_and_io_failures() {
     let fs = SimFs::new(4);
-    let f = fs.open(Path::new("/db/a.sst"), OpenOptions::create_new()).unwrap();
+    let f = fs
+        .open(Path::new("/db/a.sst"), OpenOptions::create_new())
+        .unwrap();
     let mut b = TableBuilder::new(f, TableOptions::default());
     b.add(&internal_key(b"b", 5, ValueKind::Put), b"1").unwrap();
-    let err = b.add(&internal_key(b"a", 5, ValueKind::Put), b"2").unwrap_err();
+    let err = b
+        .add(&internal_key(b"a", 5, ValueKind::Put), b"2")
+        .unwrap_err();
     assert!(err.to_string().contains("out of order"), "{err}");
-    assert!(b.add(&internal_key(b"c", 5, ValueKind::Put), b"3").is_err(), "failed for good");
+    assert!(
+        b.add(&internal_key(b"c", 5, ValueKind::Put), b"3").is_err(),
+        "failed for good"
+    );
     assert!(b.finish().is_err());
 
-    let f = fs.open(Path::new("/db/b.sst"), OpenOptions::create_new()).unwrap();
+    let f = fs
+        .open(Path::new("/db/b.sst"), OpenOptions::create_new())
+        .unwrap();
     let mut b = TableBuilder::new(f, TableOptions::default());
     b.add(&internal_key(b"b", 5, ValueKind::Put), b"1").unwrap();
-    assert!(b.add(&internal_key(b"b", 5, ValueKind::Put), b"1").is_err(), "duplicate");
-    let f = fs.open(Path::new("/db/c.sst"), OpenOptions::create_new()).unwrap();
+    assert!(
+        b.add(&internal_key(b"b", 5, ValueKind::Put), b"1").is_err(),
+        "duplicate"
+    );
+    let f = fs
+        .open(Path::new("/db/c.sst"), OpenOptions::create_new())
+        .unwrap();
     let mut b = TableBuilder::new(f, TableOptions::default());
     assert!(b.add(b"short", b"").is_err(), "not an internal key");
 
     for op in [Op::Write, Op::Sync] {
-        let f = fs.open(Path::new(&format!("/db/{op:?}.sst")), OpenOptions::create_new()).unwrap();
+        let f = fs
+            .open(
+                Path::new(&format!("/db/{op:?}.sst")),
+                OpenOptions::create_new(),
+            )
+            .unwrap();
         fs.fail_nth(op, 0);
         let mut b = TableBuilder::new(f, small_opts());
         let mut res = Ok(());
@@ -326,22 +369,37 @@ fn damage_is_reported_with_file_and_offset() {
     let mut it = t.iter();
     assert!(it.seek_to_first().is_err());
     assert!(!it.valid());
-    assert!(t.get(b"key00399", u64::MAX).is_ok(), "other blocks still read");
+    assert!(
+        t.get(b"key00399", u64::MAX).is_ok(),
+        "other blocks still read"
+    );
     assert!(is_corruption_at(&t.verify().unwrap_err(), &p2, 0));
 
     // The filter, the index, the footer, a truncation: open fails.
     type Damage = Box<dyn FnOnce(&mut Vec<u8>)>;
     let cases: Vec<(Damage, u64)> = vec![
-        (Box::new(move |b| b[footer.filter.offset as usize + 3] ^= 0x80), footer.filter.offset),
-        (Box::new(move |b| b[footer.index.offset as usize + 1] ^= 0x01), footer.index.offset),
-        (Box::new(move |b| b[len - 72 + 33] ^= 0x01), (len - 72) as u64),
+        (
+            Box::new(move |b| b[footer.filter.offset as usize + 3] ^= 0x80),
+            footer.filter.offset,
+        ),
+        (
+            Box::new(move |b| b[footer.index.offset as usize + 1] ^= 0x01),
+            footer.index.offset,
+        ),
+        (
+            Box::new(move |b| b[len - 72 + 33] ^= 0x01),
+            (len - 72) as u64,
+        ),
         (Box::new(|b| b.truncate(b.len() - 1)), (len - 73) as u64),
         (Box::new(|b| b.truncate(40)), 0),
     ];
     for (f, offset) in cases {
         let (fs3, p3) = damaged(&entries, f);
         let e = open(&fs3, &p3).unwrap_err();
-        assert!(is_corruption_at(&e, &p3, offset), "{e} (want offset {offset})");
+        assert!(
+            is_corruption_at(&e, &p3, offset),
+            "{e} (want offset {offset})"
+        );
         let file = fs3.open(&p3, OpenOptions::read()).unwrap();
         assert!(Table::verify_file(file).is_err());
     }
@@ -358,13 +416,20 @@ fn any_single_byte_damage_is_detected_and_never_panics() {
             bad[at] ^= mask;
             assert!(fs.write_file_durable(&path, &bad));
             let file = fs.open(&path, OpenOptions::read()).unwrap();
-            assert!(Table::verify_file(file).is_err(), "damage at {at} undetected");
+            assert!(
+                Table::verify_file(file).is_err(),
+                "damage at {at} undetected"
+            );
             let Ok(t) = open(&fs, &path) else { continue };
             // Every answer is the right one or an error.
             for (k, _) in &entries {
                 let (user, seq, _) = split_internal_key(k).unwrap();
                 if let Ok(got) = t.get(user, seq) {
-                    assert_eq!(got, model_get(&entries, user, seq), "wrong answer, damage at {at}");
+                    assert_eq!(
+                        got,
+                        model_get(&entries, user, seq),
+                        "wrong answer, damage at {at}"
+                    );
                 }
             }
             let mut it = t.iter();
@@ -388,7 +453,11 @@ fn entries_strategy() -> impl Strategy<Value = Vec<Entry>> {
         sorted(
             es.into_iter()
                 .map(|(k, seq, put, v)| {
-                    let kind = if put { ValueKind::Put } else { ValueKind::Delete };
+                    let kind = if put {
+                        ValueKind::Put
+                    } else {
+                        ValueKind::Delete
+                    };
                     let v = if put { v } else { Vec::new() };
                     (internal_key(&k, seq, kind), v)
                 })

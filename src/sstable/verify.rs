@@ -62,12 +62,14 @@ pub(crate) fn verify(t: &TableInner) -> Result<VerifyReport> {
             let Some((user, seq, _kind)) = split_internal_key(it.key()) else {
                 return Err(t.corrupt(at, "malformed internal key"));
             };
-            if (report.entries == 0 || user != last_user.as_slice())
-                && !t.filter.may_contain(user)
+            if (report.entries == 0 || user != last_user.as_slice()) && !t.filter.may_contain(user)
             {
                 return Err(t.corrupt(
                     t.footer.filter.offset,
-                    format!("filter rejects key \"{}\" stored at {at}", user.escape_ascii()),
+                    format!(
+                        "filter rejects key \"{}\" stored at {at}",
+                        user.escape_ascii()
+                    ),
                 ));
             }
             last_user.clear();
@@ -80,7 +82,10 @@ pub(crate) fn verify(t: &TableInner) -> Result<VerifyReport> {
             it.next()?;
         }
         if last_key.as_slice() != &*entry.last_key {
-            return Err(t.corrupt(at, "last key of the data block differs from its index entry"));
+            return Err(t.corrupt(
+                at,
+                "last key of the data block differs from its index entry",
+            ));
         }
         report.data_blocks += 1;
         report.data_bytes += entry.handle.size + trailer;
@@ -93,7 +98,10 @@ pub(crate) fn verify(t: &TableInner) -> Result<VerifyReport> {
     if report.entries != f.entries {
         return Err(t.corrupt(
             footer_at,
-            format!("footer counts {} entries, the blocks hold {}", f.entries, report.entries),
+            format!(
+                "footer counts {} entries, the blocks hold {}",
+                f.entries, report.entries
+            ),
         ));
     }
     if (report.smallest_seq, report.largest_seq) != (f.smallest_seq, f.largest_seq) {
