@@ -212,6 +212,27 @@ fn a_half_frame_then_silence_is_closed_after_the_read_timeout() {
         "{waited:?}"
     );
 
+    // Trickling one byte at a time does not keep a frame open.
+    let mut r = Raw::hello(&server.addr);
+    let started = Instant::now();
+    r.write(&[100, 0, 0, 0]);
+    r.s.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut answered = None;
+    for _ in 0..40 {
+        r.write(&[0x10]);
+        let mut chunk = [0u8; 256];
+        if let Ok(n @ 1..) = r.s.read(&mut chunk) {
+            r.buf.extend_from_slice(&chunk[..n]);
+            answered = Some(started.elapsed());
+            break;
+        }
+    }
+    let waited = answered.expect("no answer while trickling bytes");
+    assert!(waited < Duration::from_millis(1500), "{waited:?}");
+    r.s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    r.expect_error(ErrorCode::ReadTimeout);
+
     // No HELLO at all: the read timeout too.
     let mut r = Raw::connect(&server.addr);
     r.expect_error(ErrorCode::ReadTimeout);

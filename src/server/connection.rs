@@ -9,10 +9,12 @@
 //! being read (backpressure): at most `in_flight_requests_max` answers or
 //! [`OUT_BYTES_SOFT_MAX`] bytes are queued before the loop writes.
 //!
-//! Bounds: the read buffer never holds more than one frame plus one read
-//! chunk, and a frame's length is checked against the frame bound (before
-//! the handshake, [`HANDSHAKE_FRAME_BYTES_MAX`]) before its bytes are
-//! awaited. A partial frame that stays incomplete for `read_timeout`, or a
+//! Bounds: a frame's length is checked against the frame bound (before the
+//! handshake, [`HANDSHAKE_FRAME_BYTES_MAX`]) before its bytes are awaited;
+//! the read buffer grows toward the frame's size only as its bytes arrive,
+//! and never past about twice the frame bound. A partial frame still incomplete `read_timeout` after its first
+//! byte (trickling bytes does not extend it), a HELLO not complete
+//! `read_timeout` after the connection was accepted, or a
 //! connection silent for `idle_timeout`, is answered with a `read_timeout`
 //! ERROR and closed.
 //!
@@ -22,7 +24,7 @@
 
 use std::net::Shutdown;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio_uring::buf::BoundedBuf;
@@ -69,6 +71,9 @@ struct Conn<'s> {
     handshaken: bool,
     /// Size of the frame being received, once its header is in.
     frame_len: Option<usize>,
+    /// When the first byte of the frame being received arrived (for a new
+    /// connection: when it was accepted, since the HELLO is due).
+    frame_began: Option<Instant>,
 }
 
 /// Serves one connection to its end, then closes it.
@@ -84,6 +89,7 @@ pub(crate) async fn serve<S: ConnStream>(
         answers: Answers::default(),
         handshaken: false,
         frame_len: None,
+        frame_began: Some(Instant::now()),
     };
     let end = conn.run(&stream, &mut stop).await;
     if end == End::Refused {
@@ -132,16 +138,25 @@ impl Conn<'_> {
             self.compact();
             let partial = self.start < self.input.len() || !self.handshaken;
             let (timeout, why) = if partial {
+                // Measured from the frame's first byte, not the last read,
+                // so trickling bytes does not keep a frame open forever.
+                let began = *self.frame_began.get_or_insert_with(Instant::now);
                 (
-                    self.shared.config.read_timeout,
+                    self.shared
+                        .config
+                        .read_timeout
+                        .saturating_sub(began.elapsed()),
                     "a partial frame (or no HELLO) was not completed",
                 )
             } else {
                 (self.shared.config.idle_timeout, "the connection was idle")
             };
-            let want = self
+            // Grow toward the frame's size no faster than the bytes that
+            // actually arrive, so a length claim alone allocates little.
+            let missing = self
                 .frame_len
                 .map_or(READ_CHUNK_BYTES, |n| n.saturating_sub(self.input.len()));
+            let want = missing.min(self.input.len().max(READ_CHUNK_BYTES));
             self.input.reserve(want.max(1));
             let buf = std::mem::take(&mut self.input);
             let len = buf.len();
@@ -193,6 +208,7 @@ impl Conn<'_> {
                         Some(n) if self.handshaken => {
                             self.answers.error(self.shared, &error).await;
                             self.start += n;
+                            self.frame_began = None;
                         }
                         _ => {
                             let error = ProtocolError::new(closing(error.code), error.message);
@@ -216,6 +232,7 @@ impl Conn<'_> {
                         }
                     }
                     self.start += consumed;
+                    self.frame_began = None;
                 }
             }
         };
