@@ -45,8 +45,10 @@ pub fn check_dir(fs: &dyn Fs, dir: &Path) -> CheckReport {
     let number = match manifest::read_current(fs, dir) {
         Ok(Some(n)) => n,
         Ok(None) => {
-            r.problems
-                .push(format!("{}: no CURRENT file: not a CityHall database", dir.display()));
+            r.problems.push(format!(
+                "{}: no CURRENT file: not a CityHall database",
+                dir.display()
+            ));
             return r;
         }
         Err(e) => {
@@ -75,19 +77,29 @@ pub fn check_dir(fs: &dyn Fs, dir: &Path) -> CheckReport {
             return r;
         }
     };
-    check_wal(fs, dir, &names, state.log_number, state.last_sequence, &mut r);
+    check_wal(
+        fs,
+        dir,
+        &names,
+        state.log_number,
+        state.last_sequence,
+        &mut r,
+    );
     check_tables(fs, dir, &state, &mut r);
     for name in &names {
         let leftover = match name.strip_suffix(".sst") {
-            Some(n) => n.parse::<u64>().is_ok_and(|n| !state.tables.contains_key(&n)),
+            Some(n) => n
+                .parse::<u64>()
+                .is_ok_and(|n| !state.tables.contains_key(&n)),
             None => {
                 name.ends_with(".tmp")
                     || (name.starts_with("MANIFEST-") && *name != manifest_name(number))
             }
         };
         if leftover {
-            r.notes
-                .push(format!("{name}: not referenced by the manifest; removed at next open"));
+            r.notes.push(format!(
+                "{name}: not referenced by the manifest; removed at next open"
+            ));
         }
     }
     r
@@ -111,7 +123,10 @@ fn check_wal(
     let mut torn: Option<(String, u64)> = None;
     for n in segs {
         let path = dir.join(segment_name(n));
-        let data = match fs.open(&path, OpenOptions::read()).and_then(|f| read_all(&*f)) {
+        let data = match fs
+            .open(&path, OpenOptions::read())
+            .and_then(|f| read_all(&*f))
+        {
             Ok(d) => d,
             Err(e) => {
                 r.problems.push(e.to_string());

@@ -13,6 +13,7 @@ pub mod completion;
 mod flush;
 mod futex;
 mod open;
+mod version;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ use crate::sstable::{BlockCache, Table};
 use crate::types::{SeqNo, ValueKind};
 use commit::{LogState, PendingWrite, QueueState};
 use completion::Completion;
+use version::Version;
 
 /// The engine's counters and histograms.
 #[derive(Debug, Default)]
@@ -76,12 +78,6 @@ pub(crate) struct MemState {
     immutables: VecDeque<Arc<Memtable>>,
 }
 
-/// The live tables. Level 0 only until compaction: newest first.
-#[derive(Debug, Default)]
-pub(crate) struct Version {
-    pub(crate) l0: Vec<(TableEntry, Arc<Table>)>,
-}
-
 /// State shared by the handles and the background threads.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -90,6 +86,8 @@ pub(crate) struct Shared {
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) mem: RwLock<MemState>,
     pub(crate) version: RwLock<Arc<Version>>,
+    /// Sequences of live snapshots, with how many hold each.
+    pub(crate) snapshots: Mutex<std::collections::BTreeMap<SeqNo, usize>>,
     pub(crate) cache: Arc<BlockCache>,
     pub(crate) manifest: Mutex<Option<ManifestWriter>>,
     /// Signalled when a memtable is frozen (work for the flusher).
@@ -223,9 +221,7 @@ impl Shared {
     /// Makes a new level-0 table visible to reads.
     pub(crate) fn install_l0(&self, entry: TableEntry, table: Arc<Table>) {
         let mut v = self.version.write().unwrap_or_else(|p| p.into_inner());
-        let mut l0 = v.l0.clone();
-        l0.insert(0, (entry, table));
-        *v = Arc::new(Version { l0 });
+        *v = Arc::new(v.with_changes(&[], vec![(entry, table)]));
     }
 
     /// Drops a flushed memtable and wakes stalled writers.
@@ -357,6 +353,31 @@ impl Inner {
 pub struct Snapshot {
     db: Db,
     seq: SeqNo,
+    _registration: Arc<SnapshotRegistration>,
+}
+
+/// Keeps a snapshot's sequence in the live set (which compaction honours)
+/// until the last clone of the snapshot is dropped.
+#[derive(Debug)]
+struct SnapshotRegistration {
+    shared: Arc<Shared>,
+    seq: SeqNo,
+}
+
+impl Drop for SnapshotRegistration {
+    fn drop(&mut self) {
+        let mut live = self
+            .shared
+            .snapshots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = live.get_mut(&self.seq) {
+            *n -= 1;
+            if *n == 0 {
+                live.remove(&self.seq);
+            }
+        }
+    }
 }
 
 impl Snapshot {
@@ -495,12 +516,7 @@ impl Db {
                 return Ok(v);
             }
         }
-        for (_, table) in &version.l0 {
-            if let Some(v) = found(table.get(key, snapshot)?) {
-                return Ok(v);
-            }
-        }
-        Ok(None)
+        Ok(found(version.get(key, snapshot)?).flatten())
     }
 
     /// Up to `limit` live pairs with `start <= key < end` (no end: to the
@@ -530,14 +546,11 @@ impl Db {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let (active, immutables) = self.shared().memtables();
         let version = self.shared().current_version();
-        let mut sources: Vec<Box<dyn EntryIter>> =
-            Vec::with_capacity(1 + immutables.len() + version.l0.len());
+        let mut sources: Vec<Box<dyn EntryIter>> = Vec::with_capacity(8 + immutables.len());
         for mem in std::iter::once(&active).chain(immutables.iter()) {
             sources.push(Box::new(mem.iter()));
         }
-        for (_, table) in &version.l0 {
-            sources.push(Box::new(table.iter()));
-        }
+        version.add_sources(start, &mut sources);
         let mut it = UserIter::new(MergingIter::new(sources), snapshot, end.map(<[u8]>::to_vec));
         it.seek_to_user_key(start)?;
         let mut out = Vec::new();
@@ -550,9 +563,20 @@ impl Db {
 
     /// A consistent read view: later writes are invisible to it.
     pub fn snapshot(&self) -> Snapshot {
+        let shared = &self.inner.shared;
+        let seq = {
+            let mut live = shared.snapshots.lock().unwrap_or_else(|p| p.into_inner());
+            let seq = shared.visible_seq.load(Ordering::Acquire);
+            *live.entry(seq).or_insert(0) += 1;
+            seq
+        };
         Snapshot {
             db: self.clone(),
-            seq: self.shared().visible_seq.load(Ordering::Acquire),
+            seq,
+            _registration: Arc::new(SnapshotRegistration {
+                shared: Arc::clone(shared),
+                seq,
+            }),
         }
     }
 
@@ -597,11 +621,10 @@ impl Db {
         out.counter("flush.bytes", m.flush_bytes.get());
         out.histogram("flush.latency_us", &m.flush_latency_us);
         let version = s.current_version();
-        out.gauge("level0.files", version.l0.len() as f64);
-        out.gauge(
-            "level0.bytes",
-            version.l0.iter().map(|(e, _)| e.size).sum::<u64>() as f64,
-        );
+        for level in 0..version::NUM_LEVELS {
+            out.gauge(format!("level{level}.files"), version.files(level) as f64);
+            out.gauge(format!("level{level}.bytes"), version.bytes(level) as f64);
+        }
         s.cache.report(&mut out);
         out.gauge(
             "db.last_sequence",

@@ -86,6 +86,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
         dir: dir.to_path_buf(),
         fs: Arc::clone(&fs),
         version: RwLock::new(Arc::new(version)),
+        snapshots: Mutex::new(Default::default()),
         cache,
         manifest: Mutex::new(Some(manifest)),
         flush_cv: Condvar::new(),
@@ -275,18 +276,18 @@ fn remove_obsolete(
     Ok(())
 }
 
-/// Opens every table the manifest names, newest first.
+/// Opens every table the manifest names.
 fn open_tables(
     fs: &dyn Fs,
     dir: &Path,
     state: &ManifestState,
     cache: &Arc<BlockCache>,
 ) -> Result<Version> {
-    let mut l0 = Vec::with_capacity(state.tables.len());
-    for entry in state.tables.values().rev() {
+    let mut tables = Vec::with_capacity(state.tables.len());
+    for entry in state.tables.values() {
         let file = fs.open(&dir.join(table_name(entry.number)), OpenOptions::read())?;
         let table = Table::open(file, entry.number, Arc::clone(cache))?;
-        l0.push((entry.clone(), Arc::new(table)));
+        tables.push((entry.clone(), Arc::new(table)));
     }
-    Ok(Version { l0 })
+    Ok(Version::from_tables(tables))
 }
