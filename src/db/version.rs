@@ -75,11 +75,6 @@ impl Version {
         v
     }
 
-    /// Every table, level by level.
-    pub(crate) fn all(&self) -> impl Iterator<Item = &LiveTable> {
-        self.levels.iter().flatten()
-    }
-
     /// Files in `level`.
     pub(crate) fn files(&self, level: usize) -> usize {
         self.levels.get(level).map_or(0, Vec::len)
