@@ -102,6 +102,8 @@ pub(crate) struct Shared {
     pub(crate) queue_cv: Condvar,
     /// Blocking writers sleep here until their group is committed.
     pub(crate) epoch: futex::Epoch,
+    /// Requests to the waker thread.
+    pub(crate) wake_requests: futex::WakeRequests,
     /// The WAL, held by the current leader.
     log: Mutex<Option<LogState>>,
     poison: Mutex<Option<String>>,
@@ -301,6 +303,8 @@ fn unreachable_log_state() -> ! {
 struct Inner {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Stopped after the others: writers may wait on it until the end.
+    waker: Mutex<Option<JoinHandle<()>>>,
     lock: Mutex<Option<Box<dyn LockGuard>>>,
 }
 
@@ -324,6 +328,10 @@ impl Inner {
             .collect();
         for t in threads {
             let _ = t.join();
+        }
+        self.shared.wake_requests.stop();
+        if let Some(w) = self.waker.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = w.join();
         }
         if let Some(mut log) = self
             .shared
@@ -474,7 +482,7 @@ impl Db {
             return Err(Error::Poisoned(reason));
         }
         let done = Arc::new(Completion::default());
-        let wake_log_thread = {
+        let notify = {
             let mut q = s.lock_queue();
             if q.closing {
                 return Err(Error::Closed);
@@ -484,9 +492,13 @@ impl Db {
                 done: Arc::clone(&done),
                 queued_at: Instant::now(),
             });
-            !q.leader_active
+            // Wake the log thread if it waits for this cohort to fill, or
+            // if no one leads and this writer will not lead itself.
+            let cohort_complete =
+                q.leader_waiting_for > 0 && q.pending.len() >= q.leader_waiting_for;
+            cohort_complete || (!q.leader_active && !blocking)
         };
-        if wake_log_thread && !blocking {
+        if notify {
             s.queue_cv.notify_all();
         }
         Ok(Some(done))

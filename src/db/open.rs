@@ -101,6 +101,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
         queue: Mutex::new(QueueState::default()),
         queue_cv: Condvar::new(),
         epoch: Default::default(),
+        wake_requests: Default::default(),
         log: Mutex::new(Some(LogState::new(LogWriter::new(first), source, last_seq))),
         poison: Mutex::new(None),
         metrics: DbMetrics::default(),
@@ -118,9 +119,15 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
         .name("cityhall-flush".into())
         .spawn(move || flush::flush_thread(flush_shared))
         .map_err(|e| Error::io("spawn thread", Path::new("cityhall-flush"), e))?;
+    let waker_shared = Arc::clone(&shared);
+    let waker = std::thread::Builder::new()
+        .name("cityhall-waker".into())
+        .spawn(move || waker_shared.wake_requests.run(&waker_shared.epoch))
+        .map_err(|e| Error::io("spawn thread", Path::new("cityhall-waker"), e))?;
     Ok(Db {
         inner: Arc::new(Inner {
             shared,
+            waker: Mutex::new(Some(waker)),
             threads: Mutex::new(vec![handle, flusher]),
             lock: Mutex::new(Some(lock)),
         }),

@@ -54,7 +54,7 @@ impl Version {
     fn sort(&mut self) {
         for (i, level) in self.levels.iter_mut().enumerate() {
             if i == 0 {
-                level.sort_by(|a, b| b.0.number.cmp(&a.0.number));
+                level.sort_by_key(|t| std::cmp::Reverse(t.0.number));
             } else {
                 level.sort_by(|a, b| compare_internal_keys(&a.0.smallest, &b.0.smallest));
             }

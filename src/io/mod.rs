@@ -135,6 +135,29 @@ pub trait FileHandle: Send + Sync + std::fmt::Debug {
         self.write_at(buf, offset)?;
         self.sync_data()
     }
+    /// Starts writing all of `buf` at `offset` (durably if `sync`) and
+    /// returns before it completes where the backend can (io_uring); the
+    /// others do the whole write here. [`FileHandle::finish_write`] gives
+    /// the result.
+    ///
+    /// # Safety
+    /// `buf` must stay valid and unchanged until `finish_write` has
+    /// returned, and `finish_write` must be called on the same thread
+    /// before any other operation through this file system on it.
+    unsafe fn start_write(&self, buf: &[u8], offset: u64, sync: bool) -> WriteTicket {
+        let result = if sync {
+            self.write_at_sync(buf, offset)
+        } else {
+            self.write_at(buf, offset)
+        };
+        WriteTicket::done(result)
+    }
+
+    /// Waits for a write started with [`FileHandle::start_write`].
+    fn finish_write(&self, ticket: WriteTicket) -> Result<()> {
+        ticket.into_result()
+    }
+
     /// `fdatasync`: makes written data (and the size) durable.
     fn sync_data(&self) -> Result<()>;
     /// `fsync`: makes data and all metadata durable.
@@ -151,6 +174,48 @@ pub trait FileHandle: Send + Sync + std::fmt::Debug {
     fn map(&self) -> Result<Mapping>;
     /// Whether writes bypass the page cache.
     fn is_direct(&self) -> bool;
+}
+
+/// A write in flight (see [`FileHandle::start_write`]).
+#[derive(Debug)]
+#[must_use = "a started write must be finished"]
+pub struct WriteTicket {
+    pub(crate) state: TicketState,
+}
+
+#[derive(Debug)]
+pub(crate) enum TicketState {
+    /// Completed already, with this result.
+    Done(Result<()>),
+    /// Submitted to this thread's ring.
+    Submitted {
+        ptr: *const u8,
+        len: usize,
+        offset: u64,
+        sync: bool,
+    },
+}
+
+// SAFETY: the raw pointer is only dereferenced by `finish_write`, under the
+// contract of `start_write` (same thread, buffer still valid).
+unsafe impl Send for WriteTicket {}
+
+impl WriteTicket {
+    /// A ticket for a write that has already completed.
+    pub fn done(result: Result<()>) -> Self {
+        WriteTicket {
+            state: TicketState::Done(result),
+        }
+    }
+
+    fn into_result(self) -> Result<()> {
+        match self.state {
+            TicketState::Done(r) => r,
+            TicketState::Submitted { .. } => Err(crate::error::Error::InvalidArgument(
+                "write ticket finished by a backend that did not start it".into(),
+            )),
+        }
+    }
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`, or fails with

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use io_uring::{opcode, squeue, types, IoUring};
 
 use super::plain::{dir, open_posix, PosixFile};
-use super::{Backend, FileHandle, Fs, LockGuard, Mapping, OpenOptions};
+use super::{Backend, FileHandle, Fs, LockGuard, Mapping, OpenOptions, TicketState, WriteTicket};
 use crate::error::{Error, Result};
 
 const RING_ENTRIES: u32 = 8;
@@ -233,6 +233,61 @@ impl FileHandle for UringFile {
             // A short write made only part durable: finish it, then sync.
             self.write_at(&buf[n..], offset + n as u64)?;
             return self.sync_data();
+        }
+        Ok(())
+    }
+
+    unsafe fn start_write(&self, buf: &[u8], offset: u64, sync: bool) -> WriteTicket {
+        let len = buf.len().min(IO_CHUNK_BYTES_MAX);
+        let submitted = with_ring(|ring| {
+            let mut write = opcode::Write::new(self.fd(), buf.as_ptr(), len as u32).offset(offset);
+            if sync {
+                write = write.rw_flags(libc::RWF_DSYNC);
+            }
+            let write = write.build().user_data(0);
+            // SAFETY: the caller keeps `buf` valid until finish_write.
+            unsafe { push(ring, &write)? };
+            ring.submit()
+        });
+        match submitted {
+            Ok(_) => WriteTicket {
+                state: TicketState::Submitted {
+                    ptr: buf.as_ptr(),
+                    len: buf.len(),
+                    offset,
+                    sync,
+                },
+            },
+            Err(e) => WriteTicket::done(Err(self.err("io_uring submit", e))),
+        }
+    }
+
+    fn finish_write(&self, ticket: WriteTicket) -> Result<()> {
+        let (ptr, len, offset, sync) = match ticket.state {
+            TicketState::Done(r) => return r,
+            TicketState::Submitted {
+                ptr,
+                len,
+                offset,
+                sync,
+            } => (ptr, len, offset, sync),
+        };
+        let results = with_ring(|ring| submit_and_collect(ring, 1))
+            .map_err(|e| self.err("io_uring wait", e))?;
+        let n = results.first().copied().unwrap_or(i32::MIN);
+        if n < 0 {
+            let op = if sync { "write (O_DSYNC)" } else { "write" };
+            return Err(self.err(op, std::io::Error::from_raw_os_error(-n)));
+        }
+        let n = n as usize;
+        if n < len {
+            // SAFETY: start_write's contract keeps ptr..ptr+len valid and
+            // unchanged until this call returns.
+            let rest = unsafe { std::slice::from_raw_parts(ptr.add(n), len - n) };
+            self.write_at(rest, offset + n as u64)?;
+            if sync {
+                self.sync_data()?;
+            }
         }
         Ok(())
     }

@@ -12,7 +12,15 @@ use std::path::Path;
 use super::format::{encode_record, HEADER_LEN};
 use super::segment::Segment;
 use crate::error::{Error, Result};
-use crate::io::{aligned::round_down, AlignedBuf, BLOCK_SIZE};
+use crate::io::{aligned::round_down, AlignedBuf, WriteTicket, BLOCK_SIZE};
+
+/// A group write in flight.
+#[derive(Debug)]
+#[must_use = "a started group write must be finished"]
+pub struct GroupWrite {
+    ticket: WriteTicket,
+    sync: bool,
+}
 
 /// Writes records into a sequence of segments.
 #[derive(Debug)]
@@ -93,16 +101,26 @@ impl LogWriter {
     /// Writes the group (and syncs it if `sync`), then starts the next
     /// group after it. On error the writer must not be used again.
     pub fn commit(&mut self, sync: bool) -> Result<()> {
+        let pending = self.commit_start(sync);
+        self.commit_finish(pending)
+    }
+
+    /// Starts writing the group; the caller may work (insert into the
+    /// memtable) while the device writes, then calls `commit_finish`.
+    pub fn commit_start(&mut self, sync: bool) -> GroupWrite {
         let block_start = round_down(self.group_start);
         debug_assert_eq!(block_start + self.buf.len() as u64, self.offset);
         let data = self.buf.as_padded();
-        if sync {
-            self.seg.file.write_at_sync(data, block_start)?;
-            self.unsynced = false;
-        } else {
-            self.seg.file.write_at(data, block_start)?;
-            self.unsynced = true;
-        }
+        // SAFETY: `buf` is not touched until commit_finish, which the log
+        // owner calls next on this thread (GroupWrite is consumed there).
+        let ticket = unsafe { self.seg.file.start_write(data, block_start, sync) };
+        GroupWrite { ticket, sync }
+    }
+
+    /// Waits for the group's write, then prepares for the next group.
+    pub fn commit_finish(&mut self, pending: GroupWrite) -> Result<()> {
+        self.seg.file.finish_write(pending.ticket)?;
+        self.unsynced = !pending.sync;
         let keep = (self.offset % BLOCK_SIZE as u64) as usize;
         let len = self.buf.len();
         self.buf.retain_from(len - keep);
