@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod check;
 pub mod client;
+pub mod compaction;
 pub mod db;
 pub mod error;
 pub mod io;

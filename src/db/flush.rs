@@ -12,17 +12,18 @@
 //! deleted. A failure poisons the database (no later write pretends all is
 //! well); the WAL still covers the memtable, so nothing acknowledged is lost.
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::Shared;
 use crate::error::Result;
-use crate::io::OpenOptions;
+use crate::io::{Fs, OpenOptions};
 use crate::iter::EntryIter;
 use crate::manifest::{TableEntry, VersionEdit};
 use crate::memtable::Memtable;
-use crate::sstable::{Table, TableBuilder, TableOptions};
+use crate::sstable::{BlockCache, Table, TableBuilder, TableMeta, TableOptions};
 use crate::wal::segment::parse_segment_name;
 
 /// The file name of table `number`.
@@ -51,38 +52,47 @@ pub fn flush_thread(shared: Arc<Shared>) {
     }
 }
 
+/// Writes `mem` as table `number` in `dir` (synced, directory synced) and
+/// opens it. Used by the flush thread and by recovery.
+pub(crate) fn write_table(
+    fs: &dyn Fs,
+    dir: &Path,
+    number: u64,
+    mem: &Arc<Memtable>,
+    cache: &Arc<BlockCache>,
+) -> Result<(TableEntry, TableMeta, Arc<Table>)> {
+    let path = dir.join(table_name(number));
+    let file = fs.open(&path, OpenOptions::create_new().with_direct())?;
+    let mut builder = TableBuilder::new(file, TableOptions::default());
+    let mut it = mem.iter();
+    it.seek_to_first()?;
+    while it.valid() {
+        builder.add(it.key(), it.value())?;
+        it.next()?;
+    }
+    let meta = builder.finish()?;
+    fs.sync_dir(dir)?;
+    let reader = fs.open(&path, OpenOptions::read())?;
+    let table = Arc::new(Table::open(reader, number, Arc::clone(cache))?);
+    let entry = TableEntry {
+        level: 0,
+        number,
+        size: meta.file_size,
+        smallest: meta.smallest.clone(),
+        largest: meta.largest.clone(),
+    };
+    Ok((entry, meta, table))
+}
+
 fn flush_one(shared: &Shared, mem: &Arc<Memtable>) -> Result<()> {
     let mut edit = VersionEdit::default();
     let mut table = None;
     if !mem.is_empty() {
         let number = shared.next_file.fetch_add(1, Ordering::SeqCst);
-        let path = shared.dir.join(table_name(number));
-        let file = shared
-            .fs
-            .open(&path, OpenOptions::create_new().with_direct())?;
-        let mut builder = TableBuilder::new(file, TableOptions::default());
-        let mut it = mem.iter();
-        it.seek_to_first()?;
-        while it.valid() {
-            builder.add(it.key(), it.value())?;
-            it.next()?;
-        }
-        let meta = builder.finish()?;
-        shared.fs.sync_dir(&shared.dir)?;
+        let (entry, meta, t) = write_table(&*shared.fs, &shared.dir, number, mem, &shared.cache)?;
         shared.metrics.flush_bytes.add(meta.file_size);
-        let reader = shared.fs.open(&path, OpenOptions::read())?;
-        table = Some(Arc::new(Table::open(
-            reader,
-            number,
-            Arc::clone(&shared.cache),
-        )?));
-        edit.new_tables.push(TableEntry {
-            level: 0,
-            number,
-            size: meta.file_size,
-            smallest: meta.smallest,
-            largest: meta.largest,
-        });
+        table = Some(t);
+        edit.new_tables.push(entry);
         edit.last_sequence = Some(meta.largest_seq);
     }
     let log_number = shared.log_number_after_flush(mem);

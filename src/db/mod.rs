@@ -261,6 +261,9 @@ impl Shared {
             if self.closing.load(Ordering::Acquire) {
                 return Err(Error::Closed);
             }
+            if let Some(reason) = self.poisoned() {
+                return Err(Error::Poisoned(reason));
+            }
             g = self
                 .mem_cv
                 .wait_timeout(g, std::time::Duration::from_millis(100))
@@ -512,7 +515,15 @@ impl Db {
         self.get_at(key, snapshot)
     }
 
+    fn check_open(&self) -> Result<()> {
+        if self.shared().closing.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
     fn get_at(&self, key: &[u8], snapshot: SeqNo) -> Result<Option<Vec<u8>>> {
+        self.check_open()?;
         // Memtables first, then tables: a flush installs the table before
         // it drops the memtable, so this order never misses an entry.
         let (active, immutables) = self.shared().memtables();
@@ -556,6 +567,7 @@ impl Db {
         limit: usize,
         snapshot: SeqNo,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.check_open()?;
         let (active, immutables) = self.shared().memtables();
         let version = self.shared().current_version();
         let mut sources: Vec<Box<dyn EntryIter>> = Vec::with_capacity(8 + immutables.len());

@@ -6,10 +6,14 @@
 //!    into the memtable. A torn tail of the last written segment is cut
 //!    off (it was never acknowledged); a bad record anywhere else is
 //!    `Error::Corruption` and the database does not open.
-//! 4. Start a fresh manifest holding the recovered state, point `CURRENT`
-//!    at it, and only then delete what it no longer names (old manifests,
-//!    obsolete or never-used segments, temporary files).
-//! 5. Prepare a fresh segment and start the log owner.
+//! 4. Write what was replayed as a level-0 table (synced): replayed bytes
+//!    may have been only in the page cache, and must be durable before any
+//!    later write builds on them.
+//! 5. Start a fresh manifest holding the recovered state, with the log
+//!    number moved past every old segment, point `CURRENT` at it, and only
+//!    then delete what it no longer names (old manifests, segments,
+//!    temporary files, tables of an interrupted flush).
+//! 6. Prepare a fresh segment and start the log thread.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -51,22 +55,38 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
     let next_file = state.next_file_number.max(max_seen + 1);
 
     let cache = Arc::new(BlockCache::new(opts.block_cache_size_bytes));
-    let version = open_tables(&*fs, dir, &state, &cache)?;
-    let mem = Memtable::new(state.log_number);
-    let (last_seq, unused) = replay_wal(&*fs, dir, &names, &state, &mem)?;
+    let mut version = open_tables(&*fs, dir, &state, &cache)?;
+    let recovered = Arc::new(Memtable::new(state.log_number));
+    let (last_seq, unused) = replay_wal(&*fs, dir, &names, &state, &recovered)?;
+
+    // What the WAL held is written to a table before anything else: replayed
+    // bytes may sit only in the page cache (a sync that failed, a relaxed
+    // run), and they must be durable before later writes build on them.
+    let mut next = next_file;
+    let manifest_number = next;
+    next += 1;
+    if !recovered.is_empty() {
+        let (entry, meta, table) = flush::write_table(&*fs, dir, next, &recovered, &cache)?;
+        next += 1;
+        state.tables.insert(entry.number, entry.clone());
+        state.last_sequence = state.last_sequence.max(meta.largest_seq);
+        version = version.with_changes(&[], vec![(entry, table)]);
+    }
+    let first_segment = next;
+    next += 1;
+    state.log_number = first_segment;
+    state.next_file_number = next;
 
     // A fresh manifest, then the files it no longer needs.
-    let manifest_number = next_file;
-    state.next_file_number = next_file + 1;
     let manifest = ManifestWriter::create(Arc::clone(&fs), dir, manifest_number, &state)?;
     remove_obsolete(&*fs, dir, &names, &state, manifest_number, &unused)?;
 
-    let next_file = Arc::new(AtomicU64::new(state.next_file_number));
+    let next_file = Arc::new(AtomicU64::new(next));
     let wal_direct = opts.durability == crate::options::Durability::Sync;
     let first = segment::prepare(
         &*fs,
         dir,
-        next_file.fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+        first_segment,
         opts.wal_segment_size_bytes,
         wal_direct,
     )?;
@@ -91,7 +111,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
         manifest: Mutex::new(Some(manifest)),
         flush_cv: Condvar::new(),
         mem: RwLock::new(MemState {
-            active: Arc::new(mem),
+            active: Arc::new(Memtable::new(first_segment)),
             immutables: VecDeque::new(),
         }),
         mem_cv: Condvar::new(),

@@ -44,8 +44,9 @@ impl SegmentEnd {
 }
 
 /// Replays the records of one segment image, calling `apply` for each
-/// batch in order. `last_seq` is the sequence already recovered; records
-/// must continue above it.
+/// batch in order. `last_seq` is the sequence already recovered; the next
+/// record must start exactly at `last_seq + 1` (sequence numbers are dense),
+/// so a missing segment or record is never skipped silently.
 pub fn replay_segment(
     path: &Path,
     data: &[u8],
@@ -69,8 +70,15 @@ pub fn replay_segment(
                 None => "bad record (checksum, length or segment number)".to_string(),
                 Some((h, payload)) => match WriteBatch::decode(payload) {
                     Err(e) => format!("undecodable batch: {e}"),
-                    Ok((seq, _)) if seq <= last_seq => {
-                        format!("sequence {seq} does not follow {last_seq}")
+                    Ok((seq, _)) if seq != last_seq + 1 => {
+                        format!(
+                            "sequence {seq} does not continue {last_seq}{}",
+                            if seq > last_seq + 1 {
+                                " (writes are missing)"
+                            } else {
+                                ""
+                            }
+                        )
                     }
                     Ok((seq, batch)) => {
                         let count = batch.len() as u64;
