@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::compaction::CompactionOptions;
 use crate::io::Fs;
 
 /// When an acknowledged write is durable.
@@ -35,6 +36,8 @@ pub struct Options {
     pub memtable_size_bytes_max: usize,
     /// Frozen memtables allowed to wait for flushing before writes stall.
     pub immutable_memtables_max: usize,
+    /// Leveled compaction: triggers, level sizes, stall thresholds.
+    pub compaction: CompactionOptions,
     /// Bytes of decoded table blocks kept in the shared cache.
     pub block_cache_size_bytes: u64,
     /// Largest key.
@@ -60,6 +63,7 @@ impl Default for Options {
             wal_group_size_bytes_max: 4 << 20,
             memtable_size_bytes_max: 64 << 20,
             immutable_memtables_max: 2,
+            compaction: CompactionOptions::default(),
             block_cache_size_bytes: 256 << 20,
             key_size_bytes_max: 64 << 10,
             value_size_bytes_max: 16 << 20,

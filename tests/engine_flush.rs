@@ -720,10 +720,22 @@ impl Harness {
     /// every table there is, and `check_dir` finds nothing wrong or left
     /// over.
     fn open(&mut self) -> R {
-        match Db::open(DIR, self.opts.clone()) {
-            Ok(db) => self.db = Some(db),
+        // Open once so recovery runs and cleans up, close (background
+        // compaction would otherwise change the files while they are
+        // checked), check, then open for the next operations.
+        match Db::open(DIR, self.opts.clone()).and_then(|db| db.close()) {
+            Ok(()) => {}
             Err(e) => return fail(format!("{}: open failed: {e}", self.ctx())),
         }
+        self.check_dir()?;
+        match Db::open(DIR, self.opts.clone()) {
+            Ok(db) => self.db = Some(db),
+            Err(e) => return fail(format!("{}: reopen failed: {e}", self.ctx())),
+        }
+        Ok(())
+    }
+
+    fn check_dir(&mut self) -> R {
         let dir = Path::new(DIR);
         let number = cityhall::manifest::read_current(&self.sim, dir)
             .map_err(|e| TestCaseError::fail(format!("{}: CURRENT: {e}", self.ctx())))?

@@ -58,7 +58,10 @@ enum Op {
     Reopen,
     /// Power loss, then open again.
     CrashReopen(CrashMode),
-    /// A batch whose sync fails; then power loss in the mode, and reopen.
+    /// A batch written while every sync fails (the disk has gone bad: the
+    /// flusher's or segment preparer's syncs fail too, so this does not
+    /// depend on which thread syncs first); then power loss in the mode,
+    /// and reopen.
     FailedSync(Vec<BOp>, CrashMode),
     /// A second thread writes `batches` one after another; once
     /// `acks_pct` percent of them are acknowledged (and `spin` more spins)
@@ -97,8 +100,25 @@ fn crash_mode() -> impl Strategy<Value = CrashMode> {
     ]
 }
 
-fn op(concurrent: bool) -> impl Strategy<Value = Op> {
-    let concurrent_weight = if concurrent { 3 } else { 0 };
+/// What a test run varies.
+#[derive(Clone, Copy, Debug)]
+struct Variant {
+    /// Include power cuts under a second writer.
+    concurrent: bool,
+    /// Freeze memtables often.
+    small_memtable: bool,
+    /// Prepare segments on the background thread (not deterministic).
+    background: bool,
+}
+
+const SEQUENTIAL: Variant = Variant {
+    concurrent: false,
+    small_memtable: false,
+    background: false,
+};
+
+fn op(v: Variant) -> impl Strategy<Value = Op> {
+    let concurrent_weight = if v.concurrent { 3 } else { 0 };
     prop_oneof![
         10 => (0..KEYS, value_len()).prop_map(|(k, l)| Op::Put(k, l)),
         3 => (0..KEYS).prop_map(Op::Delete),
@@ -153,16 +173,22 @@ struct Harness {
 type R = Result<(), TestCaseError>;
 
 impl Harness {
-    fn new(seed: u64, small_memtable: bool) -> Result<Self, TestCaseError> {
+    fn new(seed: u64, v: Variant) -> Result<Self, TestCaseError> {
         let sim = SimFs::new(seed);
         let opts = Options {
             fs: Some(Arc::new(sim.clone())),
-            wal_prepare_background: false,
+            wal_prepare_background: v.background,
             wal_segment_size_bytes: 64 << 10,
-            // Small: freeze often (and never stall: there is no flusher
-            // yet, so allow any number of frozen memtables).
-            memtable_size_bytes_max: if small_memtable { 24 << 10 } else { 256 << 20 },
-            immutable_memtables_max: if small_memtable { 100_000 } else { 2 },
+            // Small: freeze and flush often. Any number of frozen
+            // memtables may wait, so that a flush failed by FailedSync
+            // never leaves a writer stalled (that hang has its own test,
+            // engine_recovery::failed_flush_does_not_hang_stalled_writers).
+            memtable_size_bytes_max: if v.small_memtable {
+                24 << 10
+            } else {
+                256 << 20
+            },
+            immutable_memtables_max: if v.small_memtable { 100_000 } else { 2 },
             ..Options::default()
         };
         let mut h = Harness {
@@ -318,7 +344,7 @@ impl Harness {
     fn failed_sync(&mut self, ops: &[BOp], mode: CrashMode) -> R {
         let c = self.concrete(ops);
         let before = self.dump();
-        self.sim.fail_nth(FsOp::Sync, 0);
+        self.sim.fail_always(FsOp::Sync);
         let r = self.db().write(to_batch(&c));
         prop_assert!(
             r.is_err(),
@@ -453,13 +479,53 @@ fn summary(m: &Model) -> Vec<(String, usize)> {
         .collect()
 }
 
-fn run_case(seed: u64, ops: &[Op], small_memtable: bool) -> R {
-    let mut h = Harness::new(seed, small_memtable)?;
+/// A case that hangs (a write never acknowledged, a close that never
+/// returns) cannot be shrunk; the watchdog prints its seed, variant, ops
+/// and the operation it is stuck in, then aborts the test process.
+struct Watchdog {
+    stop: std::sync::mpsc::Sender<()>,
+    step: Arc<AtomicUsize>,
+}
+
+const CASE_SECONDS_MAX: u64 = 60;
+
+impl Watchdog {
+    fn start(seed: u64, ops: &[Op], v: Variant) -> Self {
+        let (stop, rx) = std::sync::mpsc::channel::<()>();
+        let step = Arc::new(AtomicUsize::new(0));
+        let (ops, at) = (ops.to_vec(), Arc::clone(&step));
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                rx.recv_timeout(Duration::from_secs(CASE_SECONDS_MAX))
+            {
+                eprintln!(
+                    "HANG: case still running after {CASE_SECONDS_MAX} s, stuck in op #{}\n\
+                     seed = {seed}, variant = {v:?}\nops = {ops:#?}",
+                    at.load(Ordering::SeqCst)
+                );
+                std::process::abort();
+            }
+        });
+        Watchdog { stop, step }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+    }
+}
+
+fn run_case(seed: u64, ops: &[Op], v: Variant) -> R {
+    let watchdog = Watchdog::start(seed, ops, v);
+    let mut h = Harness::new(seed, v)?;
     for (i, op) in ops.iter().enumerate() {
         h.step = i;
+        watchdog.step.store(i, Ordering::SeqCst);
         h.run(op)?;
     }
     h.step = ops.len();
+    watchdog.step.store(ops.len(), Ordering::SeqCst);
     h.check_all("at the end")?;
     // A last crash must not lose anything either.
     h.crash_reopen(CrashMode::TearLastWrite)
@@ -485,8 +551,8 @@ proptest! {
     /// Single-threaded: puts, deletes, batches, reopens, crashes in every
     /// mode, failed syncs.
     #[test]
-    fn model_sequential(seed in any::<u64>(), ops in prop::collection::vec(op(false), 1..60)) {
-        run_case(seed, &ops, false)?;
+    fn model_sequential(seed in any::<u64>(), ops in prop::collection::vec(op(SEQUENTIAL), 1..60)) {
+        run_case(seed, &ops, SEQUENTIAL)?;
     }
 
     /// The same with small memtables, so writes freeze memtables (and roll
@@ -494,15 +560,27 @@ proptest! {
     #[test]
     fn model_sequential_small_memtables(
         seed in any::<u64>(),
-        ops in prop::collection::vec(op(false), 1..60),
+        ops in prop::collection::vec(op(Variant { small_memtable: true, ..SEQUENTIAL }), 1..60),
     ) {
-        run_case(seed, &ops, true)?;
+        run_case(seed, &ops, Variant { small_memtable: true, ..SEQUENTIAL })?;
+    }
+
+    /// The same with segments prepared ahead on the background thread.
+    #[test]
+    fn model_background_preparer(
+        seed in any::<u64>(),
+        ops in prop::collection::vec(op(Variant { background: true, ..SEQUENTIAL }), 1..60),
+    ) {
+        run_case(seed, &ops, Variant { background: true, ..SEQUENTIAL })?;
     }
 
     /// Power cuts while a second thread writes: each batch in flight is
     /// all there or not at all; every acknowledged one is there.
     #[test]
-    fn model_concurrent_crash(seed in any::<u64>(), ops in prop::collection::vec(op(true), 1..40)) {
-        run_case(seed, &ops, false)?;
+    fn model_concurrent_crash(
+        seed in any::<u64>(),
+        ops in prop::collection::vec(op(Variant { concurrent: true, ..SEQUENTIAL }), 1..40),
+    ) {
+        run_case(seed, &ops, Variant { concurrent: true, ..SEQUENTIAL })?;
     }
 }

@@ -41,6 +41,8 @@ use crate::wal::writer::LogWriter;
 #[derive(Debug)]
 pub struct PendingWrite {
     pub batch: WriteBatch,
+    /// Freeze the active memtable (for a flush) even if it is not full.
+    pub freeze: bool,
     pub done: Arc<Completion>,
     pub queued_at: Instant,
 }
@@ -183,10 +185,16 @@ fn wait_for_cohort<'a>(
 }
 
 fn take_group(shared: &Shared, q: &mut QueueState, group: &mut Vec<PendingWrite>) {
+    // A group must fit in one segment (every single write does: enqueue
+    // checks it).
+    let max = shared
+        .opts
+        .wal_group_size_bytes_max
+        .min(shared.opts.wal_segment_size_bytes as usize);
     let mut bytes = 0usize;
     while let Some(w) = q.pending.front() {
         let size = w.batch.encoded_size_max() + HEADER_LEN;
-        if !group.is_empty() && bytes + size > shared.opts.wal_group_size_bytes_max {
+        if !group.is_empty() && bytes + size > max {
             break;
         }
         bytes += size;
@@ -263,7 +271,10 @@ fn commit_group(shared: &Shared, state: &mut LogState) {
         }
         Err(e) => {
             shared.poison(&e);
-            let reason = e.to_string();
+            let reason = match &e {
+                Error::Poisoned(r) => r.clone(),
+                other => other.to_string(),
+            };
             for w in &group {
                 w.done.complete(Err(Error::Poisoned(reason.clone())));
             }
@@ -290,19 +301,25 @@ fn write_group(shared: &Shared, state: &mut LogState) -> Result<()> {
         .iter()
         .map(|w| (w.batch.encoded_size_max() + HEADER_LEN) as u64)
         .sum();
-    maybe_freeze_memtable(shared, state, bytes)?;
+    shared.throttle_writes()?;
+    let force = state.group.iter().any(|w| w.freeze);
+    maybe_freeze_memtable(shared, state, bytes, force)?;
     if !state.log.fits(bytes) {
         roll(shared, state)?;
     }
     let first_seq = state.next_seq;
     let mut seq = first_seq;
-    for w in &state.group {
+    for w in state.group.iter().filter(|w| !w.batch.is_empty()) {
         state.payload.clear();
         w.batch.encode(seq, &mut state.payload);
         state.log.add_record(&state.payload)?;
         seq += w.batch.len() as u64;
     }
     state.next_seq = seq;
+    if seq == first_seq {
+        // Only flush requests: nothing to log.
+        return Ok(());
+    }
     let sync = shared.opts.durability == Durability::Sync;
     let start = Instant::now();
     // The device writes while the group goes into the memtable (invisible
@@ -357,10 +374,16 @@ fn next_segment(shared: &Shared, state: &LogState) -> Result<Segment> {
 /// Freezes a full active memtable, stalling while too many frozen ones
 /// wait for the flusher. The new memtable starts in a new segment so that
 /// flushing a memtable frees whole segments.
-fn maybe_freeze_memtable(shared: &Shared, state: &mut LogState, incoming: u64) -> Result<()> {
+fn maybe_freeze_memtable(
+    shared: &Shared,
+    state: &mut LogState,
+    incoming: u64,
+    force: bool,
+) -> Result<()> {
     let limit = shared.opts.memtable_size_bytes_max;
     let active = shared.active_memtable();
-    if active.is_empty() || active.size_bytes() + incoming as usize <= limit {
+    let full = active.size_bytes() + incoming as usize > limit;
+    if active.is_empty() || !(full || force) {
         return Ok(());
     }
     shared.wait_for_immutable_room()?;

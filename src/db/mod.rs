@@ -9,6 +9,7 @@
 //! when [`Db::close`] is called or the last handle is dropped.
 
 mod commit;
+mod compact;
 pub mod completion;
 mod flush;
 mod futex;
@@ -64,6 +65,28 @@ pub struct DbMetrics {
     pub flush_bytes: Counter,
     /// Time to flush one memtable, microseconds.
     pub flush_latency_us: Histogram,
+    /// Compactions that rewrote tables.
+    pub compactions: Counter,
+    /// Compactions done by a manifest edit alone.
+    pub compaction_trivial_moves: Counter,
+    /// Bytes of tables read by compactions.
+    pub compaction_bytes_read: Counter,
+    /// Bytes of tables written by compactions.
+    pub compaction_bytes_written: Counter,
+    /// Versions and tombstones compactions dropped.
+    pub compaction_entries_dropped: Counter,
+    /// Time of one compaction, microseconds.
+    pub compaction_latency_us: Histogram,
+    /// Write groups delayed because level 0 or the compaction debt grew.
+    pub write_slowdowns: Counter,
+    /// Time spent delayed, microseconds.
+    pub write_slowdown_us: Counter,
+    /// Times writes stopped until compaction caught up.
+    pub write_stops: Counter,
+    /// Time spent stopped, microseconds.
+    pub write_stop_us: Counter,
+    /// Replaced table files that could not be deleted (left for next open).
+    pub obsolete_delete_errors: Counter,
     /// Writes stalled because frozen memtables were waiting to be flushed.
     pub write_stalls: Counter,
     /// Time spent stalled, microseconds.
@@ -86,6 +109,13 @@ pub(crate) struct Shared {
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) mem: RwLock<MemState>,
     pub(crate) version: RwLock<Arc<Version>>,
+    /// Compaction bookkeeping (plans in flight, replaced tables).
+    pub(crate) compact: Mutex<compact::CompactState>,
+    /// Signalled when the version changes (work for compaction, room for
+    /// stopped writers).
+    pub(crate) compact_cv: Condvar,
+    /// The write-stall state (`compact::STALL_*`).
+    pub(crate) stall: std::sync::atomic::AtomicU8,
     /// Sequences of live snapshots, with how many hold each.
     pub(crate) snapshots: Mutex<std::collections::BTreeMap<SeqNo, usize>>,
     pub(crate) cache: Arc<BlockCache>,
@@ -171,9 +201,13 @@ impl Shared {
 
     /// Wakes threads waiting on memtable changes.
     pub(crate) fn notify_mem(&self) {
-        let _g = self.mem_cv_lock.lock().unwrap_or_else(|p| p.into_inner());
-        self.mem_cv.notify_all();
-        self.flush_cv.notify_all();
+        {
+            let _g = self.mem_cv_lock.lock().unwrap_or_else(|p| p.into_inner());
+            self.mem_cv.notify_all();
+            self.flush_cv.notify_all();
+        }
+        let _c = self.compact.lock().unwrap_or_else(|p| p.into_inner());
+        self.compact_cv.notify_all();
     }
 
     /// The oldest frozen memtable, waiting for one; `None` on close.
@@ -222,8 +256,16 @@ impl Shared {
 
     /// Makes a new level-0 table visible to reads.
     pub(crate) fn install_l0(&self, entry: TableEntry, table: Arc<Table>) {
-        let mut v = self.version.write().unwrap_or_else(|p| p.into_inner());
-        *v = Arc::new(v.with_changes(&[], vec![(entry, table)]));
+        self.install_changes(&[], vec![(entry, table)]);
+    }
+
+    /// Installs the current version less `removed`, plus `added`. Only the
+    /// flush and compaction paths call this, each after its manifest edit
+    /// is durable; they serialise on the manifest lock.
+    pub(crate) fn install_changes(&self, removed: &[(u32, u64)], added: Vec<version::LiveTable>) {
+        let _m = self.manifest.lock().unwrap_or_else(|p| p.into_inner());
+        let next = self.current_version().with_changes(removed, added);
+        self.install_version(next);
     }
 
     /// Drops a flushed memtable and wakes stalled writers.
@@ -235,7 +277,7 @@ impl Shared {
         self.notify_mem();
     }
 
-    fn current_version(&self) -> Arc<Version> {
+    pub(crate) fn current_version(&self) -> Arc<Version> {
         Arc::clone(&self.version.read().unwrap_or_else(|p| p.into_inner()))
     }
 
@@ -345,6 +387,7 @@ impl Inner {
         {
             log.shut_down(&self.shared);
         }
+        compact::delete_obsolete(&self.shared);
         self.shared
             .manifest
             .lock()
@@ -454,7 +497,7 @@ impl Db {
 
     /// Applies a batch atomically; returns once durable.
     pub fn write(&self, batch: WriteBatch) -> Result<()> {
-        match self.enqueue(batch, true)? {
+        match self.enqueue(batch, true, false)? {
             Some(done) => commit::write_blocking(self.shared(), &done),
             None => Ok(()),
         }
@@ -463,14 +506,19 @@ impl Db {
     /// Applies a batch atomically; the future resolves once durable. The
     /// log owner wakes it, so an async caller never blocks its thread.
     pub fn write_async(&self, batch: WriteBatch) -> WriteFuture {
-        match self.enqueue(batch, false) {
+        match self.enqueue(batch, false, false) {
             Ok(Some(done)) => WriteFuture::waiting(done),
             Ok(None) => WriteFuture::ready(Ok(())),
             Err(e) => WriteFuture::ready(Err(e)),
         }
     }
 
-    fn enqueue(&self, batch: WriteBatch, blocking: bool) -> Result<Option<Arc<Completion>>> {
+    fn enqueue(
+        &self,
+        batch: WriteBatch,
+        blocking: bool,
+        freeze: bool,
+    ) -> Result<Option<Arc<Completion>>> {
         let s = self.shared();
         let o = &s.opts;
         batch.validate(
@@ -478,8 +526,18 @@ impl Db {
             o.value_size_bytes_max,
             o.batch_size_bytes_max,
         )?;
-        if batch.is_empty() {
+        if batch.is_empty() && !freeze {
             return Ok(None);
+        }
+        let record = batch.encoded_size_max() + crate::wal::format::HEADER_LEN;
+        if record as u64 > o.wal_segment_size_bytes {
+            return Err(Error::LimitExceeded {
+                what: format!(
+                    "batch of {record} bytes does not fit in a WAL segment of {} bytes \
+                     (wal_segment_size_bytes)",
+                    o.wal_segment_size_bytes
+                ),
+            });
         }
         if let Some(reason) = s.poisoned() {
             return Err(Error::Poisoned(reason));
@@ -492,6 +550,7 @@ impl Db {
             }
             q.pending.push_back(PendingWrite {
                 batch,
+                freeze,
                 done: Arc::clone(&done),
                 queued_at: Instant::now(),
             });
@@ -505,6 +564,46 @@ impl Db {
             s.queue_cv.notify_all();
         }
         Ok(Some(done))
+    }
+
+    /// Writes the active memtable (if it holds anything) and every frozen
+    /// one to tables, and returns once they are installed.
+    pub fn flush(&self) -> Result<()> {
+        let s = self.shared();
+        if let Some(done) = self.enqueue(WriteBatch::new(), true, true)? {
+            commit::write_blocking(s, &done)?;
+        }
+        let mut g = s.mem_cv_lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(reason) = s.poisoned() {
+                return Err(Error::Poisoned(reason));
+            }
+            if s.closing.load(Ordering::Acquire) {
+                return Err(Error::Closed);
+            }
+            if s.mem
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .immutables
+                .is_empty()
+            {
+                return Ok(());
+            }
+            g = s
+                .mem_cv
+                .wait_timeout(g, std::time::Duration::from_millis(50))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+    }
+
+    /// Flushes the memtables, then compacts every table holding user keys
+    /// in `[start, end]` (`None`: unbounded) down to the bottom of the
+    /// range, dropping shadowed versions and tombstones no snapshot needs.
+    /// Returns when done, like `ldb compact`.
+    pub fn compact_range(&self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<()> {
+        self.flush()?;
+        compact::compact_range(self.shared(), start, end)
     }
 
     /// The newest value of `key`, if any.
@@ -645,10 +744,49 @@ impl Db {
         out.counter("flush.bytes", m.flush_bytes.get());
         out.histogram("flush.latency_us", &m.flush_latency_us);
         let version = s.current_version();
+        let mut table_bytes = 0u64;
+        let mut last_level_bytes = 0u64;
         for level in 0..version::NUM_LEVELS {
+            let bytes = version.bytes(level);
             out.gauge(format!("level{level}.files"), version.files(level) as f64);
-            out.gauge(format!("level{level}.bytes"), version.bytes(level) as f64);
+            out.gauge(format!("level{level}.bytes"), bytes as f64);
+            table_bytes += bytes;
+            if bytes > 0 {
+                last_level_bytes = bytes;
+            }
         }
+        out.counter("compaction.count", m.compactions.get());
+        out.counter("compaction.trivial_moves", m.compaction_trivial_moves.get());
+        out.counter("compaction.bytes_read", m.compaction_bytes_read.get());
+        out.counter("compaction.bytes_written", m.compaction_bytes_written.get());
+        out.counter(
+            "compaction.entries_dropped",
+            m.compaction_entries_dropped.get(),
+        );
+        out.histogram("compaction.latency_us", &m.compaction_latency_us);
+        out.counter("write.slowdowns", m.write_slowdowns.get());
+        out.counter("write.slowdown_us", m.write_slowdown_us.get());
+        out.counter("write.stops", m.write_stops.get());
+        out.counter("write.stop_us", m.write_stop_us.get());
+        let user_bytes = m.wal_bytes.get().max(1);
+        let disk_written =
+            m.wal_bytes.get() + m.flush_bytes.get() + m.compaction_bytes_written.get();
+        out.gauge(
+            "db.write_amplification",
+            disk_written as f64 / user_bytes as f64,
+        );
+        // Like RocksDB's estimate: all table bytes over the bytes of the
+        // deepest non-empty level, which holds (nearly) one version of each
+        // key once compaction has caught up.
+        out.gauge(
+            "db.space_amplification",
+            if last_level_bytes == 0 {
+                1.0
+            } else {
+                table_bytes as f64 / last_level_bytes as f64
+            },
+        );
+        out.gauge("db.table_bytes", table_bytes as f64);
         s.cache.report(&mut out);
         out.gauge(
             "db.last_sequence",

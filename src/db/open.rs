@@ -22,6 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
 
 use super::commit::{self, LogState, QueueState, SegmentSource};
+use super::compact;
 use super::flush::{self, table_name};
 use super::Version;
 use super::{Db, DbMetrics, Inner, MemState, Shared};
@@ -40,12 +41,16 @@ use crate::wal::writer::LogWriter;
 
 pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
     let fs = opts.fs.clone().unwrap_or_else(io::default_fs);
+    let fs = fs.for_new_process().unwrap_or(fs);
     fs.create_dir_all(dir)?;
     let lock = fs.lock(&dir.join("LOCK"))?;
     let names = fs.list(dir)?;
-    let mut state = match manifest::read_current(&*fs, dir)? {
-        Some(number) => manifest::recover(&*fs, dir, number)?,
-        None => new_database(dir, &opts, &names)?,
+    let (mut state, names) = match manifest::read_current(&*fs, dir)? {
+        Some(number) => (manifest::recover(&*fs, dir, number)?, names),
+        None => {
+            let state = new_database(&*fs, dir, &opts, &names)?;
+            (state, fs.list(dir)?)
+        }
     };
     let max_seen = names
         .iter()
@@ -107,6 +112,9 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
         fs: Arc::clone(&fs),
         version: RwLock::new(Arc::new(version)),
         snapshots: Mutex::new(Default::default()),
+        compact: Mutex::new(Default::default()),
+        compact_cv: Condvar::new(),
+        stall: Default::default(),
         cache,
         manifest: Mutex::new(Some(manifest)),
         flush_cv: Condvar::new(),
@@ -139,6 +147,11 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
         .name("cityhall-flush".into())
         .spawn(move || flush::flush_thread(flush_shared))
         .map_err(|e| Error::io("spawn thread", Path::new("cityhall-flush"), e))?;
+    let compact_shared = Arc::clone(&shared);
+    let compactor = std::thread::Builder::new()
+        .name("cityhall-compact".into())
+        .spawn(move || compact::compaction_thread(compact_shared))
+        .map_err(|e| Error::io("spawn thread", Path::new("cityhall-compact"), e))?;
     let waker_shared = Arc::clone(&shared);
     let waker = std::thread::Builder::new()
         .name("cityhall-waker".into())
@@ -148,7 +161,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
         inner: Arc::new(Inner {
             shared,
             waker: Mutex::new(Some(waker)),
-            threads: Mutex::new(vec![handle, flusher]),
+            threads: Mutex::new(vec![handle, flusher, compactor]),
             lock: Mutex::new(Some(lock)),
         }),
     })
@@ -162,16 +175,44 @@ fn file_number(name: &str) -> Option<u64> {
         .or_else(|| name.strip_suffix(".log.tmp")?.parse().ok())
 }
 
-fn new_database(dir: &Path, opts: &Options, names: &[String]) -> Result<ManifestState> {
-    if names
+fn new_database(
+    fs: &dyn Fs,
+    dir: &Path,
+    opts: &Options,
+    names: &[String],
+) -> Result<ManifestState> {
+    let leftovers: Vec<&String> = names
         .iter()
-        .any(|n| n.starts_with("MANIFEST-") || parse_segment_name(n).is_some())
-    {
-        return Err(Error::corruption(
-            &dir.join(manifest::CURRENT),
-            0,
-            "CURRENT is missing but the directory holds database files",
-        ));
+        .filter(|n| {
+            n.starts_with("MANIFEST-")
+                || n.starts_with("CURRENT")
+                || n.ends_with(".sst")
+                || parse_segment_name(n).is_some()
+        })
+        .collect();
+    if !leftovers.is_empty() {
+        // A crash while the database was being created can leave a
+        // manifest and empty segments but no CURRENT. Nothing was ever
+        // acknowledged then: start afresh. Anything holding data means
+        // CURRENT was lost from a real database: refuse.
+        for name in &leftovers {
+            let has_data = name.ends_with(".sst")
+                || match parse_segment_name(name) {
+                    Some(n) => segment_has_data(fs, &dir.join(name), n)?,
+                    None => false,
+                };
+            if has_data {
+                return Err(Error::corruption(
+                    &dir.join(manifest::CURRENT),
+                    0,
+                    format!("CURRENT is missing but {name} holds data"),
+                ));
+            }
+        }
+        for name in leftovers {
+            fs.remove(&dir.join(name))?;
+        }
+        fs.sync_dir(dir)?;
     }
     if !opts.create_if_missing {
         return Err(Error::InvalidArgument(format!(

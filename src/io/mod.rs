@@ -116,6 +116,14 @@ pub trait Fs: Send + Sync + std::fmt::Debug {
     fn lock(&self, path: &Path) -> Result<Box<dyn LockGuard>>;
     /// Which implementation this is.
     fn backend(&self) -> Backend;
+    /// The instance a newly opened database should use. The simulated file
+    /// system returns one bound to the current crash epoch, so that a
+    /// database left over from before a simulated crash (its threads still
+    /// winding down) can no longer touch the files, as a dead process could
+    /// not. Real file systems return `None`: use this one.
+    fn for_new_process(&self) -> Option<Arc<dyn Fs>> {
+        None
+    }
 }
 
 /// A held lock; dropping it releases the lock.

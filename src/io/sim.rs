@@ -115,6 +115,10 @@ struct State {
 pub struct SimFs {
     state: Arc<Mutex<State>>,
     seed: u64,
+    /// Set on the instance a database opened with (see
+    /// [`Fs::for_new_process`]): after a crash its every operation fails,
+    /// as the process that used it would be dead.
+    epoch: Option<u64>,
 }
 
 fn eio(what: &str) -> std::io::Error {
@@ -139,6 +143,18 @@ impl SimFs {
                 space_bytes_max: None,
             })),
             seed,
+            epoch: None,
+        }
+    }
+
+    fn check_epoch(&self, s: &State, op: &'static str, path: &Path) -> Result<()> {
+        match self.epoch {
+            Some(e) if e != s.epoch => Err(Error::io(
+                op,
+                path,
+                std::io::Error::other("simulated crash: file system used by a process that died"),
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -180,7 +196,8 @@ impl SimFs {
     }
 
     /// After `n` more successful syncs, later syncs still succeed but make
-    /// nothing durable (power is lost at that point; the process goes on).
+    /// nothing durable, and later writes can never reach the disk, whatever
+    /// the crash mode (power is lost at that point; the process goes on).
     pub fn freeze_durability_after(&self, n: u64) {
         let mut s = self.lock_state();
         s.syncs_durable_max = Some(s.syncs + n);
@@ -321,6 +338,7 @@ impl State {
 impl Fs for SimFs {
     fn open(&self, path: &Path, opts: OpenOptions) -> Result<Arc<dyn FileHandle>> {
         let mut s = self.lock_state();
+        self.check_epoch(&s, "open", path)?;
         s.check(Op::Open, path)?;
         let exists = s.live.contains_key(path);
         if opts.create_new && exists {
@@ -358,6 +376,7 @@ impl Fs for SimFs {
 
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         let mut s = self.lock_state();
+        self.check_epoch(&s, "rename", from)?;
         s.check(Op::Rename, from)?;
         let Some(ino) = s.live.remove(from) else {
             return Err(Error::io(
@@ -372,6 +391,7 @@ impl Fs for SimFs {
 
     fn remove(&self, path: &Path) -> Result<()> {
         let mut s = self.lock_state();
+        self.check_epoch(&s, "remove", path)?;
         s.check(Op::Remove, path)?;
         if s.live.remove(path).is_none() {
             return Err(Error::io(
@@ -385,6 +405,7 @@ impl Fs for SimFs {
 
     fn sync_dir(&self, dir: &Path) -> Result<()> {
         let mut s = self.lock_state();
+        self.check_epoch(&s, "fsync directory", dir)?;
         s.check(Op::SyncDir, dir)?;
         if !s.durable_allowed() {
             return Ok(());
@@ -407,6 +428,7 @@ impl Fs for SimFs {
 
     fn list(&self, dir: &Path) -> Result<Vec<String>> {
         let s = self.lock_state();
+        self.check_epoch(&s, "read directory", dir)?;
         let mut names: Vec<String> = s
             .live
             .keys()
@@ -423,6 +445,7 @@ impl Fs for SimFs {
 
     fn lock(&self, path: &Path) -> Result<Box<dyn LockGuard>> {
         let mut s = self.lock_state();
+        self.check_epoch(&s, "lock", path)?;
         if !s.locks.insert(path.to_path_buf()) {
             return Err(Error::Locked(
                 path.parent().unwrap_or(path).display().to_string(),
@@ -437,6 +460,15 @@ impl Fs for SimFs {
 
     fn backend(&self) -> Backend {
         Backend::Sim
+    }
+
+    fn for_new_process(&self) -> Option<Arc<dyn Fs>> {
+        let epoch = self.lock_state().epoch;
+        Some(Arc::new(SimFs {
+            state: Arc::clone(&self.state),
+            seed: self.seed,
+            epoch: Some(epoch),
+        }))
     }
 }
 
@@ -526,9 +558,14 @@ impl FileHandle for SimFile {
                     ));
                 }
             }
+            // Once durability is frozen, power is gone: a later write can
+            // never reach the disk, whatever the crash mode keeps.
+            let after_power_loss = s.syncs_durable_max.is_some_and(|max| s.syncs >= max);
             let n = node(s, ino);
             apply_write(&mut n.live, offset, buf);
-            n.pending.push((offset, buf.to_vec()));
+            if !after_power_loss {
+                n.pending.push((offset, buf.to_vec()));
+            }
             Ok(())
         })
     }

@@ -9,15 +9,18 @@
 //! 0       4     crc32 (crc32fast, IEEE) of bytes 4 .. 16+len, u32 LE
 //! 4       4     len: payload length, u32 LE (1 ..= RECORD_PAYLOAD_BYTES_MAX)
 //! 8       4     segment number, u32 LE (the file's own number)
-//! 12      4     group offset: where the record's write group starts in the
-//!               segment, u32 LE (<= this record's offset)
+//! 12      4     durable offset: how far the segment was known durable when
+//!               this record was written, u32 LE (<= this record's offset;
+//!               in the sync mode, where the record's write group starts)
 //! 16      len   payload: one encoded WriteBatch (see crate::batch)
 //! ```
 //!
 //! A zero header marks the end of data (segments are pre-zeroed). The
-//! segment number rejects a record from any other file; the group offset
-//! tells a torn last group (records of one in-flight write) from damage to
-//! data that was already synced (see `reader`).
+//! segment number rejects a record from any other file; the durable offset
+//! tells a torn tail (writes not yet synced, which a crash may leave in any
+//! order and state) from damage to data that was already synced: a valid
+//! record whose durable offset lies beyond a bad spot proves the bad spot
+//! had been synced (see `reader`).
 
 /// Bytes of a record header.
 pub const HEADER_LEN: usize = 16;
@@ -34,7 +37,7 @@ pub struct Header {
     pub len: u32,
     /// The segment the record claims to belong to.
     pub segment: u32,
-    /// Offset of the first record of the record's write group.
+    /// How far the segment was durable when the record was written.
     pub group_offset: u32,
 }
 

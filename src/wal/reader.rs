@@ -4,12 +4,13 @@
 //! bounded length, matching crc, decodable batch, increasing sequence. The
 //! first record that fails (or the zero header that ends the data) is the
 //! end of the segment's data, and then one question decides what it means:
-//! does a valid record of a *later* write group follow it? A torn write can
-//! only damage the group that was in flight, so a later group behind the bad
-//! spot means data that had been synced is damaged: that is
-//! `Error::Corruption` naming the file and offset, never skipped. Without
-//! one, the bad spot is the torn tail of the last write, which was never
-//! acknowledged; the caller truncates it (last segment only).
+//! does a valid record follow it that was written when the bad spot was
+//! already durable (its durable offset lies beyond the bad spot)? A crash
+//! can only damage bytes that were not yet synced, so such a record means
+//! synced data is damaged: that is `Error::Corruption` naming the file and
+//! offset, never skipped. Without one, the bad spot is the torn tail of
+//! writes never synced (in the sync mode: never acknowledged); the caller
+//! truncates it (last segment only).
 
 use std::path::Path;
 

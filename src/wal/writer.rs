@@ -32,6 +32,8 @@ pub struct LogWriter {
     buf: AlignedBuf,
     /// Where the group being built starts.
     group_start: u64,
+    /// Offset up to which the segment is known durable.
+    synced_offset: u64,
     scratch: Vec<u8>,
     /// Whether bytes were written since the last sync.
     unsynced: bool,
@@ -45,6 +47,7 @@ impl LogWriter {
             offset: 0,
             buf: AlignedBuf::with_capacity(1 << 20),
             group_start: 0,
+            synced_offset: 0,
             scratch: Vec::new(),
             unsynced: false,
         }
@@ -71,6 +74,7 @@ impl LogWriter {
         self.seg = next;
         self.offset = 0;
         self.group_start = 0;
+        self.synced_offset = 0;
         self.buf.clear();
         self.unsynced = false;
     }
@@ -90,7 +94,7 @@ impl LogWriter {
         encode_record(
             &mut self.scratch,
             self.seg.number as u32,
-            self.group_start as u32,
+            self.synced_offset as u32,
             payload,
         );
         self.buf.extend_from_slice(&self.scratch);
@@ -121,6 +125,9 @@ impl LogWriter {
     pub fn commit_finish(&mut self, pending: GroupWrite) -> Result<()> {
         self.seg.file.finish_write(pending.ticket)?;
         self.unsynced = !pending.sync;
+        if pending.sync {
+            self.synced_offset = self.offset;
+        }
         let keep = (self.offset % BLOCK_SIZE as u64) as usize;
         let len = self.buf.len();
         self.buf.retain_from(len - keep);
@@ -133,6 +140,7 @@ impl LogWriter {
         if self.unsynced {
             self.seg.file.sync_data()?;
             self.unsynced = false;
+            self.synced_offset = self.offset;
         }
         Ok(())
     }

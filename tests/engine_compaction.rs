@@ -1,0 +1,131 @@
+#![allow(clippy::unwrap_used)]
+//! Compaction end to end on the real file system: overwrites keep only
+//! the newest data, levels stay well formed, snapshots survive compaction,
+//! and deleting everything then compacting gives the space back.
+
+use cityhall::compaction::CompactionOptions;
+use cityhall::metrics::MetricValue;
+use cityhall::{Db, Options, WriteBatch};
+
+fn small_options() -> Options {
+    Options {
+        wal_segment_size_bytes: 256 << 10,
+        memtable_size_bytes_max: 64 << 10,
+        compaction: CompactionOptions {
+            level0_file_num_compaction_trigger: 2,
+            max_bytes_for_level_base: 256 << 10,
+            target_file_size_bytes: 64 << 10,
+            ..CompactionOptions::default()
+        },
+        ..Options::default()
+    }
+}
+
+fn counter(db: &Db, name: &str) -> u64 {
+    match db.metrics().get(name) {
+        Some(MetricValue::Counter(c)) => *c,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+fn gauge(db: &Db, name: &str) -> f64 {
+    match db.metrics().get(name) {
+        Some(MetricValue::Gauge(g)) => *g,
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+/// 100 bytes that Snappy cannot shrink much, different per key and round.
+fn value(key: u32, round: u32) -> Vec<u8> {
+    let mut x = u64::from(key) << 32 | u64::from(round) | 1;
+    (0..100)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn overwrites_compact_and_snapshots_survive() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = 2000u32;
+    let db = Db::open(dir.path(), small_options()).unwrap();
+    let mut snapshot = None;
+    for round in 0..6u32 {
+        let mut batch = WriteBatch::new();
+        for k in 0..keys {
+            batch.put(format!("key{k:06}").into_bytes(), value(k, round));
+            if batch.len() == 100 {
+                db.write(std::mem::take(&mut batch)).unwrap();
+            }
+        }
+        if round == 1 {
+            snapshot = Some(db.snapshot());
+        }
+    }
+    db.compact_range(None, None).unwrap();
+    assert!(counter(&db, "compaction.count") > 0, "no compaction ran");
+    let snap = snapshot.unwrap();
+    for k in (0..keys).step_by(37) {
+        let key = format!("key{k:06}");
+        assert_eq!(db.get(key.as_bytes()).unwrap(), Some(value(k, 5)));
+        assert_eq!(
+            snap.get(key.as_bytes()).unwrap(),
+            Some(value(k, 1)),
+            "{key} at snapshot"
+        );
+    }
+    let all = db.scan(b"", None, usize::MAX).unwrap();
+    assert_eq!(all.len(), keys as usize);
+    assert!(gauge(&db, "level0.files") <= 1.0);
+    drop(snap);
+    db.close().unwrap();
+    let report = cityhall::check::check_dir(&cityhall::io::plain::PlainFs::new(), dir.path());
+    assert!(report.ok(), "{:?}", report.problems);
+    let db = Db::open(dir.path(), small_options()).unwrap();
+    assert_eq!(db.get(b"key000007").unwrap(), Some(value(7, 5)));
+}
+
+#[test]
+fn deleting_everything_then_compacting_returns_the_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), small_options()).unwrap();
+    let keys = 3000u32;
+    let mut batch = WriteBatch::new();
+    for k in 0..keys {
+        batch.put(format!("key{k:06}").into_bytes(), value(k, 0));
+        if batch.len() == 100 {
+            db.write(std::mem::take(&mut batch)).unwrap();
+        }
+    }
+    db.compact_range(None, None).unwrap();
+    let full = gauge(&db, "db.table_bytes");
+    assert!(full > 100_000.0, "tables hold {full} bytes");
+    for k in 0..keys {
+        batch.delete(format!("key{k:06}").into_bytes());
+        if batch.len() == 100 {
+            db.write(std::mem::take(&mut batch)).unwrap();
+        }
+    }
+    db.compact_range(None, None).unwrap();
+    let left = gauge(&db, "db.table_bytes");
+    assert!(
+        left < full / 50.0,
+        "{left} of {full} bytes left after deleting everything"
+    );
+    assert!(db.scan(b"", None, 10).unwrap().is_empty());
+    db.close().unwrap();
+    let sst: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".sst"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(
+        (sst as f64) < full / 50.0,
+        "{sst} bytes of table files left on disk"
+    );
+}

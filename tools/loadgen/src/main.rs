@@ -1,0 +1,183 @@
+//! `cityhall-loadgen`: load runs against a CityHall server (over TCP,
+//! through `cityhall::client::Client`, so it cannot drift from the wire
+//! protocol) or an embedded `cityhall::Db`, with workloads named as in
+//! `db_bench` and latencies in HDR histograms.
+//!
+//! ```text
+//! cityhall-loadgen --workload fillrandom,readrandom --addr 127.0.0.1:7878 \
+//!     --connections 50 --pipeline 16 --num 200k
+//! cityhall-loadgen --workload fillseq,readrandom,readmissing --embedded /tmp/db \
+//!     --durability relaxed --duration 10s --json
+//! cityhall-loadgen --workload mixed --read-percent 95 --rate 20000 \
+//!     --connections 8 --duration 30s --hdr-out mixed.hgrm
+//! cityhall-loadgen --workload smoke --embedded /tmp/db --duration 2s
+//! ```
+//!
+//! Output: the Setup block (machine, commit, options), then per workload a
+//! summary line with throughput and p50/p90/p99/p99.9/p99.99/max latency
+//! in microseconds. With `--json` stdout carries only one JSON line per
+//! workload and the text goes to stderr.
+//!
+//! Exit status: 0 success; 1 the smoke check found a mismatch; 2 usage;
+//! 3 a connection, server or IO error (one line on stderr naming it).
+
+mod cli;
+mod keys;
+mod recorder;
+mod report;
+mod rng;
+mod runner;
+mod session;
+mod setup;
+mod smoke;
+mod workload;
+mod zipf;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cityhall::{Db, Options};
+use cli::{Args, Config, Distribution, Target};
+use keys::{KeyChooser, ValuePool};
+use session::{Embedded, Remote, Session};
+use setup::Setup;
+
+/// Exit status when the smoke check fails.
+const EXIT_CHECK_FAILED: u8 = 1;
+/// Exit status for usage errors (clap uses it too).
+const EXIT_USAGE: u8 = 2;
+/// Exit status for connection, server and IO errors.
+const EXIT_ERROR: u8 = 3;
+
+fn main() -> ExitCode {
+    let command = std::env::args()
+        .map(|a| shell_quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let args = Args::parse();
+    let setup_only = args.setup_only;
+    let cfg = match Config::from_args(args, command) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cityhall-loadgen: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let db = match open_embedded(&cfg, setup_only) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("cityhall-loadgen: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    };
+    let setup = Setup::gather(&cfg, db.as_ref().map(|d| d.backend().to_string()));
+    text_out(&cfg, &setup.render(&cfg));
+    if setup_only {
+        return ExitCode::SUCCESS;
+    }
+    let status = run_all(&cfg, &setup, db.as_ref());
+    if let Some(db) = db {
+        if let Err(e) = db.close() {
+            eprintln!("cityhall-loadgen: closing the database failed: {e}");
+            return ExitCode::from(EXIT_ERROR);
+        }
+    }
+    status
+}
+
+/// Opens the embedded database, if the run has one (not for
+/// `--setup-only`, which only creates the directory to name its file
+/// system).
+fn open_embedded(cfg: &Config, setup_only: bool) -> Result<Option<Db>, String> {
+    let Target::Embedded(dir) = &cfg.target else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    if setup_only {
+        return Ok(None);
+    }
+    let options = Options {
+        durability: cfg.durability,
+        ..Options::default()
+    };
+    Db::open(dir, options)
+        .map(Some)
+        .map_err(|e| format!("cannot open the database in {}: {e}", dir.display()))
+}
+
+/// Runs every workload in order; stops at the first error.
+fn run_all(cfg: &Config, setup: &Setup, db: Option<&Db>) -> ExitCode {
+    let pool = ValuePool::new(cfg.seed);
+    let chooser = match cfg.distribution {
+        Distribution::Uniform => KeyChooser::uniform(cfg.key_space),
+        Distribution::Zipfian => KeyChooser::zipfian(cfg.key_space),
+    };
+    let connect = |_t: usize| -> Result<Box<dyn Session>, String> {
+        match (&cfg.target, db) {
+            (Target::Server(addr), _) => Ok(Box::new(Remote::connect(addr, cfg.scan_length)?)),
+            (Target::Embedded(_), Some(db)) => {
+                Ok(Box::new(Embedded::new(db.clone(), cfg.pipeline)))
+            }
+            (Target::Embedded(_), None) => Err("the embedded database is not open".into()),
+        }
+    };
+    let several = cfg.workloads.len() > 1;
+    let mut status = ExitCode::SUCCESS;
+    for (position, workload) in cfg.workloads.iter().enumerate() {
+        let r = runner::run(cfg, *workload, position, &connect, &pool, chooser);
+        if r.error.is_none() || r.rec.ops() > 0 {
+            text_out(cfg, &report::text(cfg, &r));
+        }
+        if cfg.json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", report::json_line(cfg, setup, &r));
+            let _ = out.flush();
+        }
+        if let Some(path) = &cfg.hdr_out {
+            let path = report::hgrm_path(path, workload.name(), several);
+            if let Err(e) = std::fs::write(&path, report::hgrm(&r.rec.all)) {
+                eprintln!("cityhall-loadgen: cannot write {}: {e}", path.display());
+                return ExitCode::from(EXIT_ERROR);
+            }
+        }
+        if let Some(e) = &r.error {
+            eprintln!("cityhall-loadgen: {}: {e}", workload.name());
+            return ExitCode::from(EXIT_ERROR);
+        }
+        if r.check.as_ref().is_some_and(|c| c.mismatches > 0) {
+            eprintln!(
+                "cityhall-loadgen: {}: the check found mismatches (see above)",
+                workload.name()
+            );
+            status = ExitCode::from(EXIT_CHECK_FAILED);
+        }
+    }
+    status
+}
+
+/// Prints human-readable text: on stdout, or on stderr with `--json`.
+fn text_out(cfg: &Config, text: &str) {
+    if cfg.json {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+    } else {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    }
+}
+
+/// `arg` quoted for a POSIX shell when it needs it.
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@%+".contains(&b));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
