@@ -216,6 +216,12 @@ impl FileHandle for UringFile {
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        if !self.inner.direct {
+            // A buffered write only copies into the page cache; io_uring
+            // would hand it to a worker thread (two context switches) on
+            // most file systems, so it is done inline.
+            return self.inner.write_at(buf, offset);
+        }
         let mut done = 0usize;
         while done < buf.len() {
             let n = self.write_once(&buf[done..], offset + done as u64, false)?;
@@ -238,6 +244,9 @@ impl FileHandle for UringFile {
     }
 
     unsafe fn start_write(&self, buf: &[u8], offset: u64, sync: bool) -> WriteTicket {
+        if !self.inner.direct && !sync {
+            return WriteTicket::done(self.inner.write_at(buf, offset));
+        }
         let len = buf.len().min(IO_CHUNK_BYTES_MAX);
         let submitted = with_ring(|ring| {
             let mut write = opcode::Write::new(self.fd(), buf.as_ptr(), len as u32).offset(offset);
