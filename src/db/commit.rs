@@ -23,7 +23,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::completion::Completion;
@@ -53,8 +53,6 @@ pub struct QueueState {
     pub pending: VecDeque<PendingWrite>,
     /// Some thread is leading (owns [`LogState`]).
     pub leader_active: bool,
-    /// The leader waits for this many queued writes (0: not waiting).
-    pub leader_waiting_for: usize,
     pub closing: bool,
 }
 
@@ -75,8 +73,6 @@ pub struct LogState {
     next_seq: u64,
     payload: Vec<u8>,
     last_sync: Instant,
-    /// Duration of the last durable group write, microseconds.
-    last_sync_us: u64,
     group: Vec<PendingWrite>,
 }
 
@@ -88,7 +84,6 @@ impl LogState {
             next_seq: last_seq + 1,
             payload: Vec::new(),
             last_sync: Instant::now(),
-            last_sync_us: 0,
             group: Vec::new(),
         }
     }
@@ -129,13 +124,9 @@ pub fn write_blocking(shared: &Shared, done: &Completion) -> Result<()> {
 /// writes wait.
 fn lead(shared: &Shared, own: Option<&Completion>) {
     let mut state = shared.lock_log();
-    let mut last_group = 0usize;
     loop {
         let own_done = own.is_some_and(|c| c.is_complete());
         let mut q = shared.lock_queue();
-        if own.is_none() {
-            q = wait_for_cohort(shared, q, last_group, state.last_sync_us);
-        }
         if q.pending.is_empty() || own_done {
             q.leader_active = false;
             let wake = !q.pending.is_empty() || q.closing;
@@ -146,42 +137,9 @@ fn lead(shared: &Shared, own: Option<&Completion>) {
             return;
         }
         take_group(shared, &mut q, &mut state.group);
-        last_group = state.group.len();
         drop(q);
         commit_group(shared, &mut state);
     }
-}
-
-/// After a group of `last_group` writers, gives the writers just woken a
-/// moment to come back before the next group starts: each group then takes
-/// (nearly) every writer instead of alternating between two half-size
-/// cohorts. Waits at most half a sync, so it pays off whenever coming back
-/// is quicker than a sync (always, on a durable log).
-fn wait_for_cohort<'a>(
-    shared: &'a Shared,
-    mut q: MutexGuard<'a, QueueState>,
-    last_group: usize,
-    last_sync_us: u64,
-) -> MutexGuard<'a, QueueState> {
-    if last_group <= 1 || q.pending.len() >= last_group || q.closing {
-        return q;
-    }
-    let wait = Duration::from_micros((last_sync_us / 2).clamp(10, 500));
-    let deadline = Instant::now() + wait;
-    q.leader_waiting_for = last_group;
-    while q.pending.len() < last_group && !q.closing {
-        let now = Instant::now();
-        if now >= deadline {
-            break;
-        }
-        q = shared
-            .queue_cv
-            .wait_timeout(q, deadline - now)
-            .map(|(g, _)| g)
-            .unwrap_or_else(|p| p.into_inner().0);
-    }
-    q.leader_waiting_for = 0;
-    q
 }
 
 fn take_group(shared: &Shared, q: &mut QueueState, group: &mut Vec<PendingWrite>) {
@@ -334,8 +292,7 @@ fn write_group(shared: &Shared, state: &mut LogState) -> Result<()> {
     state.log.commit_finish(pending)?;
     let m = &shared.metrics;
     if sync {
-        state.last_sync_us = start.elapsed().as_micros() as u64;
-        m.wal_sync_latency_us.record(state.last_sync_us);
+        m.wal_sync_latency_us.record_since(start);
         state.last_sync = Instant::now();
     }
     m.wal_bytes.add(bytes);

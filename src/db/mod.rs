@@ -554,11 +554,9 @@ impl Db {
                 done: Arc::clone(&done),
                 queued_at: Instant::now(),
             });
-            // Wake the log thread if it waits for this cohort to fill, or
-            // if no one leads and this writer will not lead itself.
-            let cohort_complete =
-                q.leader_waiting_for > 0 && q.pending.len() >= q.leader_waiting_for;
-            cohort_complete || (!q.leader_active && !blocking)
+            // Wake the log thread if no one leads and this writer will not
+            // lead itself.
+            !q.leader_active && !blocking
         };
         if notify {
             s.queue_cv.notify_all();
