@@ -1170,6 +1170,18 @@ fn failed_flush_does_not_hang_stalled_writers() {
             assert!(t0.elapsed().as_secs() < 10, "preparer never prepared");
             std::thread::yield_now();
         }
+        // The segment appears at its rename; the preparer then syncs the
+        // directory. Wait until syncs stop, so the fault below hits the
+        // flush and not the preparer's last step.
+        let mut syncs = sim.sync_count();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let now = sim.sync_count();
+            if now == syncs {
+                break;
+            }
+            syncs = now;
+        }
         sim.fail_always(Op::SyncDir);
         // Many small entries, so that flushing the memtable takes a while.
         let mut b = 0;
