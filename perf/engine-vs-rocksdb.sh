@@ -18,9 +18,10 @@
 # Caveats, stated with the numbers:
 # - Debian's db_bench is built with assertions on (it prints "WARNING:
 #   Assertions are enabled; benchmarks unnecessarily slow"), so RocksDB's
-#   figures here are pessimistic. A release build of RocksDB through the
-#   `rocksdb` crate, driven by the same load generator, is a later step and
-#   is not included yet.
+#   figures here are pessimistic. perf/engine-vs-peers.sh adds a release
+#   build of RocksDB (through the `rocksdb` crate, perf/peers) and fjall,
+#   driven with the load generator's keys and values, beside these rows;
+#   this script stays as the quick check that needs no C++ build.
 # - --sync=0 means RocksDB never syncs its WAL; CityHall's relaxed mode
 #   still syncs once a second.
 # - db_bench keys are 8-byte big-endian integers padded to 16 bytes, the

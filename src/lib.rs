@@ -18,6 +18,7 @@ pub mod options;
 pub mod protocol;
 pub mod server;
 pub mod sstable;
+pub mod ts;
 pub mod types;
 pub mod varint;
 pub mod wal;

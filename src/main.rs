@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cityhall::client::render::{escape_bytes, render_metrics, MetricsFormat};
+use cityhall::client::ts_cli::{self, TsCommand, TsFailure, TsOutcome};
 use cityhall::client::{Client, ConnectOptions, DEFAULT_ADDR};
 use cityhall::protocol::ScanRange;
 use cityhall::server::config::parse_durability;
@@ -135,6 +136,12 @@ enum ClientOp {
     },
     /// Print PONG if the server answers.
     Ping,
+    /// Time series: add points, read ranges (raw or aggregated), list,
+    /// delete, set retention and duplicate policy.
+    Ts {
+        #[command(subcommand)]
+        cmd: TsCommand,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -269,12 +276,33 @@ fn run_client(args: ClientArgs) -> ExitCode {
             }
         }
     }
+    // A time-series command is checked before connecting: usage errors
+    // exit 2 whether or not a server runs.
+    let ts_action = match &args.op {
+        ClientOp::Ts { cmd } => match ts_cli::plan(cmd, cityhall::ts::options::system_now_ms()) {
+            Ok(a) => Some(a),
+            Err(m) => {
+                eprintln!("cityhall: {}: {m}", ts_cli::command_name(cmd));
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     let mut client = match Client::connect_with(&args.addr, &options) {
         Ok(c) => c,
         Err(e) => return fail(&connect_message(&args.addr, &e)),
     };
     let name = op_name(&args.op);
     let mut stdout = io::stdout().lock();
+    if let Some(action) = ts_action {
+        return match ts_cli::execute(&mut client, action, &mut stdout) {
+            Ok(TsOutcome::Done) => ExitCode::SUCCESS,
+            Ok(TsOutcome::NotFound) => ExitCode::from(1),
+            Err(TsFailure::Stdout(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+            Err(TsFailure::Stdout(e)) => fail(&format!("cannot write to stdout: {e}")),
+            Err(TsFailure::Server(e)) => fail(&format!("{name} failed: {e}")),
+        };
+    }
     match client_op(&mut client, args.op, &mut stdout) {
         Ok(Outcome::Done) => ExitCode::SUCCESS,
         Ok(Outcome::NotFound) => ExitCode::from(1),
@@ -348,6 +376,11 @@ fn client_op(client: &mut Client, op: ClientOp, out: &mut impl Write) -> Result<
             client.ping()?;
             writeln!(out, "PONG")?;
         }
+        ClientOp::Ts { .. } => {
+            return Err(OpError::Server(Error::InvalidArgument(
+                "a ts command reached the key-value path".into(),
+            )))
+        }
     }
     out.flush()?;
     Ok(Outcome::Done)
@@ -361,6 +394,7 @@ fn op_name(op: &ClientOp) -> &'static str {
         ClientOp::Scan { .. } => "scan",
         ClientOp::Metrics { .. } => "metrics",
         ClientOp::Ping => "ping",
+        ClientOp::Ts { cmd } => ts_cli::command_name(cmd),
     }
 }
 

@@ -18,6 +18,8 @@
 pub mod commands;
 pub mod render;
 pub mod transport;
+pub mod ts;
+pub mod ts_cli;
 
 use std::io::{self, Read, Write};
 use std::time::Duration;
@@ -283,6 +285,8 @@ fn unexpected(wanted: &str, got: &Response) -> Error {
         Response::Values(_) => "VALUES",
         Response::ScanPage(_) => "SCAN_PAGE",
         Response::Metrics(_) => "METRICS",
+        Response::Ts(crate::protocol::ts::TsResponse::Points(_)) => "TS_POINTS",
+        Response::Ts(crate::protocol::ts::TsResponse::SeriesList { .. }) => "TS_SERIES_LIST",
         Response::Error(_) => "ERROR",
     };
     Error::Protocol(format!("expected a {wanted} answer, got {got}"))

@@ -64,6 +64,7 @@ pub mod metrics_codec;
 pub mod opcode;
 pub mod request;
 pub mod response;
+pub mod ts;
 pub mod wire;
 
 pub use error_code::{ErrorCode, ProtocolError};

@@ -12,13 +12,21 @@
 //! 0x13 WRITE_BATCH                   0x85 VALUES      (MGET answer)
 //! 0x14 MGET                          0x86 SCAN_PAGE
 //! 0x15 SCAN                          0x87 METRICS
-//! 0x20 METRICS                       0xc0..=0xdf reserved: time series
-//! 0x40..=0x5f reserved: time series  0xff ERROR
+//! 0x20 METRICS                       0xd0 TS_POINTS   (TS_RANGE, TS_LATEST answer)
+//! 0x50 TS_ADD                        0xd1 TS_SERIES_LIST
+//! 0x51 TS_RANGE                      0xc0..=0xdf otherwise reserved: time series
+//! 0x52 TS_LATEST                     0xff ERROR
+//! 0x53 TS_SERIES
+//! 0x54 TS_DELETE
+//! 0x55 TS_RETENTION
+//! 0x56 TS_POLICY
+//! 0x40..=0x5f otherwise reserved: time series
 //! 0x60..=0x7f reserved: future use
 //! ```
 //!
-//! A reserved request opcode is answered with an `unknown_opcode` error
-//! that says the opcode is reserved, and the connection goes on.
+//! The time-series bodies are in [`super::ts`]. A reserved request opcode
+//! is answered with an `unknown_opcode` error that says the opcode is
+//! reserved, and the connection goes on.
 
 use std::ops::RangeInclusive;
 
@@ -53,11 +61,25 @@ pub enum Opcode {
     Scan = 0x15,
     /// Read the server's and the engine's metrics.
     Metrics = 0x20,
+    /// Add points to time series.
+    TsAdd = 0x50,
+    /// Read a time range of a series, raw or aggregated.
+    TsRange = 0x51,
+    /// Read the newest point of a series.
+    TsLatest = 0x52,
+    /// List series by prefix and labels.
+    TsSeries = 0x53,
+    /// Delete a series or a time range of it.
+    TsDelete = 0x54,
+    /// Set a series' (or the default) retention.
+    TsRetention = 0x55,
+    /// Set a series' duplicate policy.
+    TsPolicy = 0x56,
 }
 
 impl Opcode {
     /// Every request opcode, in wire order.
-    pub const ALL: [Opcode; 9] = [
+    pub const ALL: [Opcode; 16] = [
         Opcode::Hello,
         Opcode::Ping,
         Opcode::Get,
@@ -67,6 +89,13 @@ impl Opcode {
         Opcode::MGet,
         Opcode::Scan,
         Opcode::Metrics,
+        Opcode::TsAdd,
+        Opcode::TsRange,
+        Opcode::TsLatest,
+        Opcode::TsSeries,
+        Opcode::TsDelete,
+        Opcode::TsRetention,
+        Opcode::TsPolicy,
     ];
 
     /// Decodes a request opcode; `None` for anything undefined or reserved.
@@ -86,12 +115,34 @@ impl Opcode {
             Opcode::MGet => "mget",
             Opcode::Scan => "scan",
             Opcode::Metrics => "metrics",
+            Opcode::TsAdd => "ts_add",
+            Opcode::TsRange => "ts_range",
+            Opcode::TsLatest => "ts_latest",
+            Opcode::TsSeries => "ts_series",
+            Opcode::TsDelete => "ts_delete",
+            Opcode::TsRetention => "ts_retention",
+            Opcode::TsPolicy => "ts_policy",
         }
     }
 
     /// Whether the request changes data (served through the write path).
     pub fn is_write(self) -> bool {
-        matches!(self, Opcode::Put | Opcode::Delete | Opcode::WriteBatch)
+        matches!(
+            self,
+            Opcode::Put
+                | Opcode::Delete
+                | Opcode::WriteBatch
+                | Opcode::TsAdd
+                | Opcode::TsDelete
+                | Opcode::TsRetention
+                | Opcode::TsPolicy
+        )
+    }
+
+    /// Whether the request is a time-series one (its body is in
+    /// [`super::ts`]).
+    pub fn is_time_series(self) -> bool {
+        TIME_SERIES_REQUESTS.contains(&(self as u8))
     }
 }
 
@@ -115,13 +166,17 @@ pub enum ResponseOpcode {
     ScanPage = 0x86,
     /// The METRICS answer.
     Metrics = 0x87,
+    /// A page of time-series points.
+    TsPoints = 0xd0,
+    /// A page of time-series names.
+    TsSeriesList = 0xd1,
     /// The request failed; the body says why.
     Error = 0xff,
 }
 
 impl ResponseOpcode {
     /// Every response opcode, in wire order.
-    pub const ALL: [ResponseOpcode; 9] = [
+    pub const ALL: [ResponseOpcode; 11] = [
         ResponseOpcode::Ok,
         ResponseOpcode::Hello,
         ResponseOpcode::Pong,
@@ -130,6 +185,8 @@ impl ResponseOpcode {
         ResponseOpcode::Values,
         ResponseOpcode::ScanPage,
         ResponseOpcode::Metrics,
+        ResponseOpcode::TsPoints,
+        ResponseOpcode::TsSeriesList,
         ResponseOpcode::Error,
     ];
 
@@ -148,13 +205,16 @@ mod tests {
         for o in Opcode::ALL {
             assert_eq!(Opcode::from_u8(o as u8), Some(o));
             assert!((o as u8) < 0x80);
-            assert!(!TIME_SERIES_REQUESTS.contains(&(o as u8)));
+            let ts = o.name().starts_with("ts_");
+            assert_eq!(TIME_SERIES_REQUESTS.contains(&(o as u8)), ts, "{o:?}");
+            assert_eq!(o.is_time_series(), ts);
             assert!(!FUTURE_REQUESTS.contains(&(o as u8)));
         }
         for o in ResponseOpcode::ALL {
             assert_eq!(ResponseOpcode::from_u8(o as u8), Some(o));
             assert!((o as u8) >= 0x80);
-            assert!(!TIME_SERIES_RESPONSES.contains(&(o as u8)));
+            let ts = matches!(o, ResponseOpcode::TsPoints | ResponseOpcode::TsSeriesList);
+            assert_eq!(TIME_SERIES_RESPONSES.contains(&(o as u8)), ts, "{o:?}");
         }
         assert_eq!(Opcode::from_u8(0x40), None);
         assert_eq!(Opcode::from_u8(0x00), None);

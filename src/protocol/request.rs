@@ -17,6 +17,7 @@
 //!                   mode 1: [start, end)
 //!                   mode 2: every key starting with `start` (a prefix)
 //! METRICS     0x20  (empty)
+//! TS_*   0x50..=0x56  see protocol::ts
 //! ```
 //!
 //! The decoder borrows keys and values from the receive buffer; only a
@@ -32,6 +33,7 @@ use super::frame::{begin_frame, end_frame, RawFrame};
 use super::handshake::ClientHello;
 use super::limits::Limits;
 use super::opcode::{Opcode, FUTURE_REQUESTS, TIME_SERIES_REQUESTS};
+use super::ts::TsRequest;
 use super::wire::{put_bytes, put_len, put_u32, Reader};
 use super::{ErrorCode, ProtocolError};
 
@@ -89,6 +91,8 @@ pub enum Request<'a> {
     },
     /// Read the metrics.
     Metrics,
+    /// A time-series request.
+    Ts(TsRequest),
 }
 
 impl<'a> Request<'a> {
@@ -104,6 +108,7 @@ impl<'a> Request<'a> {
             Request::MGet { .. } => Opcode::MGet,
             Request::Scan { .. } => Opcode::Scan,
             Request::Metrics => Opcode::Metrics,
+            Request::Ts(r) => r.opcode(),
         }
     }
 
@@ -146,6 +151,7 @@ impl<'a> Request<'a> {
                 }
                 put_u32(out, *limit);
             }
+            Request::Ts(r) => r.encode_body(out),
         }
         end_frame(out, start);
     }
@@ -186,6 +192,13 @@ impl<'a> Request<'a> {
                 Request::MGet { keys }
             }
             Opcode::Scan => decode_scan(&mut r, limits)?,
+            Opcode::TsAdd
+            | Opcode::TsRange
+            | Opcode::TsLatest
+            | Opcode::TsSeries
+            | Opcode::TsDelete
+            | Opcode::TsRetention
+            | Opcode::TsPolicy => Request::Ts(TsRequest::decode(opcode, &mut r)?),
         };
         r.finish(opcode.name())?;
         Ok(req)

@@ -14,6 +14,8 @@
 //! SCAN_PAGE  0x86  count u32 | count x ( key: bytes | value: bytes )
 //!                  | more u8 (0|1) | continuation: bytes (more only)
 //! METRICS    0x87  see protocol::metrics_codec
+//! TS_POINTS  0xd0  see protocol::ts
+//! TS_SERIES_LIST 0xd1  see protocol::ts
 //! ERROR      0xff  code u16 | flags u8 (bit 0: the server closes the connection)
 //!                  | message len u16 | message (UTF-8, at most 1024 bytes)
 //! ```
@@ -28,6 +30,7 @@ use super::handshake::ServerHello;
 use super::limits::Limits;
 use super::metrics_codec;
 use super::opcode::ResponseOpcode;
+use super::ts::TsResponse;
 use super::wire::{bytes_len, put_bytes, put_len, put_u16, Reader};
 use super::{ErrorCode, ProtocolError};
 
@@ -90,6 +93,8 @@ pub enum Response {
     ScanPage(ScanPage),
     /// The METRICS answer.
     Metrics(MetricsSnapshot),
+    /// A time-series answer.
+    Ts(TsResponse),
     /// The request failed.
     Error(ErrorResponse),
 }
@@ -162,6 +167,9 @@ impl Response {
                     continuation,
                 })
             }
+            ResponseOpcode::TsPoints | ResponseOpcode::TsSeriesList => {
+                Response::Ts(TsResponse::decode(op, &mut r)?)
+            }
             ResponseOpcode::Error => {
                 let code = r.u16("error code")?;
                 let flags = r.u8("error flags")?;
@@ -206,6 +214,7 @@ impl Response {
                 enc.finish(out, page.continuation.as_deref());
             }
             Response::Metrics(m) => write_metrics(out, m),
+            Response::Ts(t) => t.encode(out),
             Response::Error(e) => write_error_raw(out, e.code, e.closing, &e.message),
         }
     }

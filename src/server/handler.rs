@@ -102,6 +102,16 @@ pub(crate) async fn handle(shared: &Shared, answers: &mut Answers, frame: RawFra
             Some(b)
         }
         Request::WriteBatch(b) => Some(b.into_owned()),
+        Request::Ts(ts) => {
+            if let Some(future) = super::ts_exec::execute(shared, answers, ts, op, started).await {
+                answers.pending.push_back(PendingWrite {
+                    future,
+                    op,
+                    started,
+                });
+            }
+            None
+        }
         other => {
             answers.settle(shared).await;
             let ok = execute_read(shared, &mut answers.out, other);
@@ -148,6 +158,7 @@ fn execute_read(shared: &Shared, out: &mut Vec<u8>, request: Request<'_>) -> boo
             let mut m = MetricsSnapshot::default();
             shared.stats.report(&mut m);
             m.metrics.extend(shared.db.metrics().metrics);
+            shared.ts.report(&mut m);
             write_metrics(out, &m);
             Ok(())
         }
@@ -155,9 +166,12 @@ fn execute_read(shared: &Shared, out: &mut Vec<u8>, request: Request<'_>) -> boo
             ErrorCode::InvalidArgument,
             "HELLO is only valid as the first frame of a connection",
         )),
-        Request::Put { .. } | Request::Delete { .. } | Request::WriteBatch(_) => Err(
-            ProtocolError::new(ErrorCode::Internal, "a write reached the read path"),
-        ),
+        Request::Put { .. } | Request::Delete { .. } | Request::WriteBatch(_) | Request::Ts(_) => {
+            Err(ProtocolError::new(
+                ErrorCode::Internal,
+                "a write or time-series request reached the read path",
+            ))
+        }
     };
     match result {
         Ok(()) => true,

@@ -22,6 +22,7 @@ pub mod notify;
 pub mod signals;
 pub mod stats;
 mod stream;
+mod ts_exec;
 pub mod worker;
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct Shared {
     pub auth_token: Option<Vec<u8>>,
     /// The server's metrics.
     pub stats: ServerStats,
+    /// The time-series layer over `db`.
+    pub ts: crate::ts::TimeSeries,
     /// The configuration the server runs with.
     pub config: ServerConfig,
 }
@@ -65,6 +68,13 @@ pub fn run(config: ServerConfig) -> Result<()> {
         .map_err(|e| Error::io("create data dir", &config.data_dir, e))?;
     let bound = listener::bind(&addr, auth_token.is_some())?;
     let db = Db::open(&config.data_dir, config.options.clone())?;
+    let ts = match crate::ts::TimeSeries::open(db.clone(), crate::ts::TsOptions::default()) {
+        Ok(ts) => ts,
+        Err(e) => {
+            let _ = db.close();
+            return Err(e);
+        }
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let threads = config.thread_count();
     let shared = Arc::new(Shared {
@@ -72,12 +82,14 @@ pub fn run(config: ServerConfig) -> Result<()> {
         limits: Limits::for_options(&config.options),
         auth_token,
         stats: ServerStats::default(),
+        ts,
         config,
     });
     let workers = match worker::Workers::start(threads, &shared, &bound, &stop_rx) {
         Ok(w) => w,
         Err(e) => {
             let _ = stop_tx.send(true);
+            shared.ts.close();
             let _ = db.close();
             return Err(e);
         }
@@ -110,6 +122,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
     if let Bound::Unix(_, path) = &bound {
         let _ = std::fs::remove_file(path);
     }
+    shared.ts.close();
     drop(shared);
     db.close()?;
     eprintln!("cityhall: stopped");

@@ -1,0 +1,685 @@
+//! The maintenance thread: the only writer of chunks. It seals full heads
+//! into chunks, deletes ranges and series, and applies retention.
+//!
+//! Because one thread does all of it, one operation at a time, and waits
+//! for each write to be durable before the next, a chunk it reads from the
+//! engine is always the newest version: read-modify-write of a chunk needs
+//! no lock held across the engine's IO. Writers on other threads only ever
+//! add head keys and catalog records; the state mutex orders their changes
+//! to the heads with the sealer's (see [`super::state`]).
+//!
+//! A seal, for each series taken: copy the head (under the mutex); for each
+//! chunk window the head touches, read the window's chunks from the one
+//! the head's first point falls in onward, merge the head into them (the
+//! head wins a tie), cut the result into chunks of at most
+//! `chunk_points_max` points, and stage puts of the chunks that changed and
+//! deletes of those that went; then, under the mutex again, drop from the
+//! head exactly the points sealed (a point rewritten meanwhile stays in the
+//! head, whose value wins on reads until the next seal), add deletes of
+//! their head keys and the new catalog record, and enqueue one batch for
+//! every series of the round. Until that batch is durable the sealed points
+//! stay visible to writers in `Series::sealing`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::batch::WriteBatch;
+use crate::error::{Error, Result};
+
+use super::chunk;
+use super::keys;
+use super::series::SeriesKey;
+use super::state::for_each;
+use super::write::{self, chunk_corruption};
+use super::{block_on, enqueue, Core, Point, Retention, TsFuture};
+
+/// Most series sealed in one round (one engine batch).
+const SEAL_SERIES_PER_ROUND: usize = 1024;
+/// A round stops taking series once their heads hold this many points
+/// (each costs a delete in the batch, and its share of a chunk).
+const SEAL_POINTS_PER_ROUND: usize = 100_000;
+/// A delete or retention batch is written once it holds this many bytes,
+/// and a new one started.
+const BATCH_BYTES_SOFT_MAX: usize = 4 << 20;
+
+type Reply = oneshot::Sender<Result<()>>;
+
+/// Work handed to the maintenance thread.
+#[derive(Debug)]
+pub(crate) enum Job {
+    /// Delete points of a series: a range, or (`None`) the whole series.
+    Delete {
+        id: u64,
+        range: Option<(i64, i64)>,
+        reply: Reply,
+    },
+    /// Remove the chunks of a deleted series (also resumed on open).
+    PurgeChunks { id: u64 },
+    /// Apply retention as of `now_ms` (default: the clock).
+    Sweep {
+        now_ms: Option<i64>,
+        reply: Option<Reply>,
+    },
+    /// Seal every head.
+    SealAll { reply: Reply },
+    /// Record a retention (`id: None`: the default), then sweep.
+    SetRetention {
+        id: Option<u64>,
+        retention: Retention,
+        reply: Reply,
+    },
+}
+
+/// Queues a job and returns its completion.
+pub(crate) fn submit(core: &Core, job: impl FnOnce(Reply) -> Job) -> TsFuture {
+    let (tx, rx) = oneshot::channel();
+    core.lock().jobs.push_back(job(tx));
+    core.work_cv.notify_all();
+    TsFuture {
+        state: super::FutureState::Job(rx),
+    }
+}
+
+/// Queues a retention change; `None` if there is no such series.
+pub(crate) fn submit_retention(
+    core: &Core,
+    key: Option<&SeriesKey>,
+    retention: Retention,
+) -> Result<Option<TsFuture>> {
+    let id = match key {
+        None if retention == Retention::Default => {
+            return Err(Error::InvalidArgument(
+                "the database default retention cannot be \"default\"".into(),
+            ))
+        }
+        None => None,
+        Some(k) => match core.id_of(k) {
+            Some(id) => Some(id),
+            None => return Ok(None),
+        },
+    };
+    Ok(Some(submit(core, |reply| Job::SetRetention {
+        id,
+        retention,
+        reply,
+    })))
+}
+
+/// Queues the deletion of a series or of a range of it.
+pub(crate) fn submit_delete(
+    core: &Core,
+    key: &SeriesKey,
+    range: Option<(i64, i64)>,
+) -> Result<Option<TsFuture>> {
+    let Some(id) = core.id_of(key) else {
+        return Ok(None);
+    };
+    Ok(Some(submit(core, |reply| Job::Delete { id, range, reply })))
+}
+
+enum Task {
+    Job(Job),
+    Seal,
+    Sweep,
+}
+
+/// The thread's loop; returns when the layer closes.
+pub(crate) fn run(core: &Core) {
+    let interval = Duration::from_millis(core.opts.retention_sweep_interval_ms);
+    let mut next_sweep = Instant::now() + interval;
+    loop {
+        let task = {
+            let mut st = core.lock();
+            loop {
+                if core.closing.load(std::sync::atomic::Ordering::Acquire) {
+                    for job in st.jobs.drain(..) {
+                        reply_closed(job);
+                    }
+                    return;
+                }
+                if let Some(job) = st.jobs.pop_front() {
+                    break Task::Job(job);
+                }
+                if !st.to_seal.is_empty() {
+                    break Task::Seal;
+                }
+                let now = Instant::now();
+                if now >= next_sweep {
+                    next_sweep = now + interval;
+                    break Task::Sweep;
+                }
+                st = core
+                    .work_cv
+                    .wait_timeout(st, next_sweep - now)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0);
+            }
+        };
+        match task {
+            Task::Seal => {
+                let ids: Vec<u64> = {
+                    let mut guard = core.lock();
+                    let st = &mut *guard;
+                    let mut ids = Vec::new();
+                    let mut points = 0;
+                    while ids.len() < SEAL_SERIES_PER_ROUND && points < SEAL_POINTS_PER_ROUND {
+                        let Some(id) = st.to_seal.pop_first() else {
+                            break;
+                        };
+                        points += st.series.get(&id).map_or(0, |s| s.head.len());
+                        ids.push(id);
+                    }
+                    ids
+                };
+                if let Err(e) = seal(core, &ids) {
+                    core.report("seal", &e);
+                }
+            }
+            Task::Sweep => {
+                if let Err(e) = sweep(core, (core.opts.clock)()) {
+                    core.report("retention", &e);
+                }
+            }
+            Task::Job(job) => run_job(core, job),
+        }
+    }
+}
+
+fn reply_closed(job: Job) {
+    let reply = match job {
+        Job::Delete { reply, .. } | Job::SealAll { reply } | Job::SetRetention { reply, .. } => {
+            Some(reply)
+        }
+        Job::Sweep { reply, .. } => reply,
+        Job::PurgeChunks { .. } => None,
+    };
+    if let Some(r) = reply {
+        let _ = r.send(Err(Error::Closed));
+    }
+}
+
+fn run_job(core: &Core, job: Job) {
+    match job {
+        Job::Delete {
+            id,
+            range: Some((from, to)),
+            reply,
+        } => {
+            let _ = reply.send(delete_range(core, id, from, to));
+        }
+        Job::Delete {
+            id,
+            range: None,
+            reply,
+        } => {
+            let r = delete_series(core, id).and_then(|()| purge_chunks(core, id));
+            let _ = reply.send(r);
+        }
+        Job::PurgeChunks { id } => {
+            if let Err(e) = purge_chunks(core, id) {
+                core.report("delete series", &e);
+            }
+        }
+        Job::Sweep { now_ms, reply } => {
+            let r = sweep(core, now_ms.unwrap_or_else(core.opts.clock));
+            match reply {
+                Some(reply) => {
+                    let _ = reply.send(r);
+                }
+                None => {
+                    if let Err(e) = r {
+                        core.report("retention", &e);
+                    }
+                }
+            }
+        }
+        Job::SetRetention {
+            id,
+            retention,
+            reply,
+        } => {
+            let r = write::record_retention(core, id, retention)
+                .and_then(|()| sweep(core, (core.opts.clock)()));
+            let _ = reply.send(r);
+        }
+        Job::SealAll { reply } => {
+            let heads: Vec<(u64, usize)> = {
+                let st = core.lock();
+                st.series
+                    .values()
+                    .filter(|s| !s.head.is_empty())
+                    .map(|s| (s.id, s.head.len()))
+                    .collect()
+            };
+            let mut r = Ok(());
+            let mut round = Vec::new();
+            let mut points = 0;
+            for (i, &(id, n)) in heads.iter().enumerate() {
+                round.push(id);
+                points += n;
+                let last = i + 1 == heads.len();
+                if last || round.len() >= SEAL_SERIES_PER_ROUND || points >= SEAL_POINTS_PER_ROUND {
+                    r = r.and(seal(core, &round));
+                    round.clear();
+                    points = 0;
+                }
+            }
+            let _ = reply.send(r);
+        }
+    }
+}
+
+/// A chunk write staged by the sealer or a delete.
+#[derive(Debug)]
+enum ChunkOp {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+fn apply_ops(batch: &mut WriteBatch, ops: Vec<ChunkOp>) {
+    for op in ops {
+        match op {
+            ChunkOp::Put(k, v) => batch.put(k, v),
+            ChunkOp::Delete(k) => batch.delete(k),
+        };
+    }
+}
+
+/// What sealing one series' head produced.
+struct SealPart {
+    id: u64,
+    head: Vec<Point>,
+    ops: Vec<ChunkOp>,
+    max_ts: i64,
+    chunks: u64,
+    chunk_bytes: u64,
+    chunk_points: u64,
+}
+
+/// Seals the heads of `ids` in one batch and waits until it is durable.
+fn seal(core: &Core, ids: &[u64]) -> Result<()> {
+    let work: Vec<(u64, String, Vec<Point>)> = {
+        let st = core.lock();
+        ids.iter()
+            .filter_map(|id| st.series.get(id))
+            .filter(|s| !s.head.is_empty() && !s.seal_failed)
+            .map(|s| (s.id, s.canonical.clone(), s.head.clone()))
+            .collect()
+    };
+    let mut parts = Vec::with_capacity(work.len());
+    let mut failed = Vec::new();
+    for (id, name, head) in work {
+        match build_seal(core, id, &name, head) {
+            Ok(p) => parts.push(p),
+            Err(e) => {
+                core.report(&format!("seal of {name}"), &e);
+                failed.push(id);
+            }
+        }
+    }
+    let future = {
+        let mut guard = core.lock();
+        let st = &mut *guard;
+        for id in &failed {
+            if let Some(s) = st.series.get_mut(id) {
+                s.seal_failed = true;
+            }
+        }
+        let mut batch = WriteBatch::new();
+        let mut sealed: Vec<(u64, Vec<Point>, Option<i64>)> = Vec::with_capacity(parts.len());
+        for part in parts {
+            let Some(s) = st.series.get(&part.id) else {
+                continue;
+            };
+            let same = unchanged_points(&s.head, &part.head);
+            for p in &same {
+                batch.delete(keys::id_ts_key(keys::POINT_PREFIX, part.id, p.ts));
+            }
+            let mut record = s.record.clone();
+            record.sealed_max_ts = Some(
+                record
+                    .sealed_max_ts
+                    .map_or(part.max_ts, |m| m.max(part.max_ts)),
+            );
+            batch.put(keys::id_key(keys::META_PREFIX, part.id), record.encode());
+            apply_ops(&mut batch, part.ops);
+            core.metrics.chunks_written.add(part.chunks);
+            core.metrics.chunk_bytes_written.add(part.chunk_bytes);
+            core.metrics.chunk_points_written.add(part.chunk_points);
+            sealed.push((part.id, same, record.sealed_max_ts));
+        }
+        let future = enqueue(&core.db, batch)?;
+        core.metrics.seals.inc();
+        for (id, same, sealed_max) in sealed {
+            let Some(s) = st.series.get_mut(&id) else {
+                continue;
+            };
+            s.head
+                .retain(|p| same.binary_search_by_key(&p.ts, |q| q.ts).is_err());
+            st.head_points = st.head_points.saturating_sub(same.len());
+            s.sealing = same;
+            s.record.sealed_max_ts = sealed_max;
+        }
+        future
+    };
+    let result = block_on(future);
+    let mut guard = core.lock();
+    let st = &mut *guard;
+    for id in ids {
+        let Some(s) = st.series.get_mut(id) else {
+            continue;
+        };
+        s.sealing.clear();
+        if s.needs_seal(&core.opts) {
+            st.to_seal.insert(*id);
+        }
+    }
+    result
+}
+
+/// The points of `snapshot` that `head` still holds with the same value
+/// (bit for bit): those a seal may remove from the head.
+fn unchanged_points(head: &[Point], snapshot: &[Point]) -> Vec<Point> {
+    snapshot
+        .iter()
+        .filter(|p| {
+            head.binary_search_by_key(&p.ts, |q| q.ts)
+                .ok()
+                .and_then(|i| head.get(i))
+                .is_some_and(|q| q.value.to_bits() == p.value.to_bits())
+        })
+        .copied()
+        .collect()
+}
+
+/// Merges `head` (sorted) into the chunks of the windows it touches.
+fn build_seal(core: &Core, id: u64, name: &str, head: Vec<Point>) -> Result<SealPart> {
+    let opts = &core.opts;
+    let mut part = SealPart {
+        id,
+        ops: Vec::new(),
+        max_ts: head.last().map_or(i64::MIN, |p| p.ts),
+        chunks: 0,
+        chunk_bytes: 0,
+        chunk_points: 0,
+        head: Vec::new(),
+    };
+    for group in head.chunk_by(|a, b| opts.window_start(a.ts) == opts.window_start(b.ts)) {
+        let Some(first) = group.first() else { continue };
+        let ws = opts.window_start(first.ts);
+        let start = keys::id_ts_key(keys::CHUNK_PREFIX, id, ws);
+        let end = match ws.checked_add(opts.chunk_window_ms) {
+            Some(we) => keys::id_ts_key(keys::CHUNK_PREFIX, id, we),
+            None => keys::id_end(keys::CHUNK_PREFIX, id),
+        };
+        let mut existing: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for_each(&core.db, &start, &end, |k, v| {
+            existing.push((k, v));
+            Ok(true)
+        })?;
+        let first_of =
+            |k: &[u8]| keys::parse_id_ts_key(keys::CHUNK_PREFIX, k).map_or(i64::MIN, |x| x.1);
+        // Chunks before the one the head's first point falls in keep.
+        let from = existing
+            .iter()
+            .rposition(|(k, _)| first_of(k) <= first.ts)
+            .unwrap_or(0);
+        let mut old: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut points = Vec::new();
+        for (k, v) in existing.into_iter().skip(from) {
+            chunk::decode_into(&v, &mut points).map_err(|e| chunk_corruption(name, &k, e))?;
+            old.insert(k, v);
+        }
+        let merged = merge(&points, group);
+        for piece in merged.chunks(opts.chunk_points_max) {
+            let Some(p0) = piece.first() else { continue };
+            let key = keys::id_ts_key(keys::CHUNK_PREFIX, id, p0.ts);
+            let mut value = Vec::new();
+            chunk::encode(piece, &mut value)
+                .map_err(|e| Error::InvalidArgument(format!("sealing {name}: {e}")))?;
+            if old.remove(&key).as_ref() != Some(&value) {
+                part.chunks += 1;
+                part.chunk_bytes += value.len() as u64;
+                part.chunk_points += piece.len() as u64;
+                part.ops.push(ChunkOp::Put(key, value));
+            }
+        }
+        part.ops.extend(old.into_keys().map(ChunkOp::Delete));
+    }
+    part.head = head;
+    Ok(part)
+}
+
+/// `old` and `new` (both sorted) as one sorted list; `new` wins a tie.
+fn merge(old: &[Point], new: &[Point]) -> Vec<Point> {
+    let mut out = Vec::with_capacity(old.len() + new.len());
+    let (mut i, mut j) = (0, 0);
+    while let (Some(a), Some(b)) = (old.get(i), new.get(j)) {
+        if a.ts < b.ts {
+            out.push(*a);
+            i += 1;
+        } else {
+            if a.ts == b.ts {
+                i += 1;
+            }
+            out.push(*b);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(old.get(i..).unwrap_or_default());
+    out.extend_from_slice(new.get(j..).unwrap_or_default());
+    out
+}
+
+/// Writes `batch` and waits until it is durable; leaves a new batch.
+fn write_now(core: &Core, batch: &mut WriteBatch) -> Result<()> {
+    let b = std::mem::take(batch);
+    if b.is_empty() {
+        return Ok(());
+    }
+    enqueue(&core.db, b)?.wait()
+}
+
+fn series_name(core: &Core, id: u64) -> Option<String> {
+    core.lock().series.get(&id).map(|s| s.canonical.clone())
+}
+
+/// Deletes the points of `[from, to]`: chunks first (in batches of
+/// bounded size for a long range), then the head points, under the mutex.
+fn delete_range(core: &Core, id: u64, from: i64, to: i64) -> Result<()> {
+    let Some(name) = series_name(core, id) else {
+        return Ok(());
+    };
+    {
+        let mut st = core.lock();
+        if let Some(s) = st.series.get_mut(&id) {
+            s.deleting.push((from, to));
+        }
+    }
+    let r = delete_range_inner(core, id, &name, from, to);
+    let mut st = core.lock();
+    if let Some(s) = st.series.get_mut(&id) {
+        s.deleting.retain(|&r| r != (from, to));
+    }
+    r
+}
+
+fn delete_range_inner(core: &Core, id: u64, name: &str, from: i64, to: i64) -> Result<()> {
+    let start = keys::id_ts_key(keys::CHUNK_PREFIX, id, core.opts.window_start(from));
+    let (_, end) = keys::ts_range(keys::CHUNK_PREFIX, id, from, to);
+    let mut batch = WriteBatch::new();
+    let mut ops = Vec::new();
+    for_each(&core.db, &start, &end, |k, v| {
+        let points = chunk::decode(&v).map_err(|e| chunk_corruption(name, &k, e))?;
+        if !points.iter().any(|p| from <= p.ts && p.ts <= to) {
+            return Ok(true);
+        }
+        let keep: Vec<Point> = points
+            .into_iter()
+            .filter(|p| p.ts < from || p.ts > to)
+            .collect();
+        ops.push(ChunkOp::Delete(k));
+        if let Some(p0) = keep.first() {
+            let mut value = Vec::new();
+            chunk::encode(&keep, &mut value)
+                .map_err(|e| Error::InvalidArgument(format!("deleting from {name}: {e}")))?;
+            ops.push(ChunkOp::Put(
+                keys::id_ts_key(keys::CHUNK_PREFIX, id, p0.ts),
+                value,
+            ));
+        }
+        apply_ops(&mut batch, std::mem::take(&mut ops));
+        if batch.encoded_size_max() > BATCH_BYTES_SOFT_MAX {
+            write_now(core, &mut batch)?;
+        }
+        Ok(true)
+    })?;
+    let future = {
+        let mut guard = core.lock();
+        let st = &mut *guard;
+        let Some(s) = st.series.get_mut(&id) else {
+            return write_now(core, &mut batch);
+        };
+        let gone: Vec<Point> = s
+            .head
+            .iter()
+            .filter(|p| from <= p.ts && p.ts <= to)
+            .copied()
+            .collect();
+        for p in &gone {
+            batch.delete(keys::id_ts_key(keys::POINT_PREFIX, id, p.ts));
+        }
+        let f = enqueue(&core.db, batch)?;
+        s.head.retain(|p| p.ts < from || p.ts > to);
+        st.head_points = st.head_points.saturating_sub(gone.len());
+        f
+    };
+    future.wait()
+}
+
+/// Removes a series from the catalog with its head, leaving a marker
+/// until its chunks are purged.
+fn delete_series(core: &Core, id: u64) -> Result<()> {
+    let future = {
+        let mut guard = core.lock();
+        let st = &mut *guard;
+        let Some(s) = st.series.get(&id) else {
+            return Ok(());
+        };
+        let mut batch = WriteBatch::new();
+        batch.delete(keys::name_key(&s.canonical));
+        batch.delete(keys::id_key(keys::META_PREFIX, id));
+        for p in &s.head {
+            batch.delete(keys::id_ts_key(keys::POINT_PREFIX, id, p.ts));
+        }
+        batch.put(keys::id_key(keys::DELETING_PREFIX, id), Vec::new());
+        let f = enqueue(&core.db, batch)?;
+        if let Some(s) = st.series.remove(&id) {
+            st.by_name.remove(&s.canonical);
+            st.head_points = st.head_points.saturating_sub(s.head.len());
+        }
+        st.to_seal.remove(&id);
+        f
+    };
+    future.wait()
+}
+
+/// Deletes every chunk of a deleted series, then its marker.
+fn purge_chunks(core: &Core, id: u64) -> Result<()> {
+    let start = keys::id_key(keys::CHUNK_PREFIX, id);
+    let end = keys::id_end(keys::CHUNK_PREFIX, id);
+    let mut batch = WriteBatch::new();
+    for_each(&core.db, &start, &end, |k, _| {
+        batch.delete(k);
+        if batch.encoded_size_max() > BATCH_BYTES_SOFT_MAX {
+            write_now(core, &mut batch)?;
+        }
+        Ok(true)
+    })?;
+    batch.delete(keys::id_key(keys::DELETING_PREFIX, id));
+    write_now(core, &mut batch)
+}
+
+/// Drops, for every series with a retention, the chunk windows that
+/// ended before `now_ms - retention` (whole chunks, found by their keys
+/// alone) and the head points in them.
+fn sweep(core: &Core, now_ms: i64) -> Result<()> {
+    let targets: Vec<(u64, i64)> = {
+        let st = core.lock();
+        st.series
+            .values()
+            .filter_map(|s| {
+                let r = s.retention_ms(st.default_retention_ms);
+                (r > 0).then(|| (s.id, core.opts.window_start(now_ms.saturating_sub(r))))
+            })
+            .collect()
+    };
+    let mut batch = WriteBatch::new();
+    for &(id, cutoff) in &targets {
+        let start = keys::id_key(keys::CHUNK_PREFIX, id);
+        let end = keys::id_ts_key(keys::CHUNK_PREFIX, id, cutoff);
+        for_each(&core.db, &start, &end, |k, _| {
+            batch.delete(k);
+            core.metrics.chunks_dropped_by_retention.inc();
+            if batch.encoded_size_max() > BATCH_BYTES_SOFT_MAX {
+                write_now(core, &mut batch)?;
+            }
+            Ok(true)
+        })?;
+    }
+    let future = {
+        let mut guard = core.lock();
+        let st = &mut *guard;
+        let mut drops: Vec<(u64, i64, usize)> = Vec::new();
+        for &(id, cutoff) in &targets {
+            let Some(s) = st.series.get(&id) else {
+                continue;
+            };
+            let old = s.head.partition_point(|p| p.ts < cutoff);
+            for p in s.head.iter().take(old) {
+                batch.delete(keys::id_ts_key(keys::POINT_PREFIX, id, p.ts));
+            }
+            if old > 0 {
+                drops.push((id, cutoff, old));
+            }
+        }
+        let f = enqueue(&core.db, std::mem::take(&mut batch))?;
+        for (id, _, n) in drops {
+            if let Some(s) = st.series.get_mut(&id) {
+                s.head.drain(..n.min(s.head.len()));
+            }
+            st.head_points = st.head_points.saturating_sub(n);
+        }
+        f
+    };
+    future.wait()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(ts: i64, value: f64) -> Point {
+        Point { ts, value }
+    }
+
+    #[test]
+    fn merge_prefers_the_new_point() {
+        let old = [p(1, 1.0), p(3, 3.0), p(5, 5.0)];
+        let new = [p(0, 0.5), p(3, 30.0), p(6, 6.0)];
+        assert_eq!(
+            merge(&old, &new),
+            vec![p(0, 0.5), p(1, 1.0), p(3, 30.0), p(5, 5.0), p(6, 6.0)]
+        );
+        assert_eq!(merge(&[], &new), new.to_vec());
+    }
+
+    #[test]
+    fn only_unchanged_points_leave_the_head() {
+        let head = [p(1, 1.0), p(2, 2.5), p(4, 4.0)];
+        let snap = [p(1, 1.0), p(2, 2.0), p(3, 3.0)];
+        assert_eq!(unchanged_points(&head, &snap), vec![p(1, 1.0)]);
+    }
+}

@@ -1,0 +1,339 @@
+//! The write path: adding points, and the catalog settings (retention,
+//! duplicate policy).
+//!
+//! An add is one engine batch: every point becomes a head key
+//! `ts/p/<id><ts>` and a new series its catalog keys, all or nothing, and
+//! it is acknowledged when that batch is durable. The whole request is
+//! checked first (finite values, retention, the out-of-order window, the
+//! duplicate policy) against the heads and the chunks, under the state
+//! mutex; the batch is enqueued and the heads changed under the same
+//! hold of the mutex, so heads follow the WAL's order.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::batch::WriteBatch;
+use crate::error::{Error, Result};
+
+use super::chunk;
+use super::keys::{self, SeriesRecord};
+use super::series::SeriesKey;
+use super::state::{self, Series};
+use super::{enqueue, enqueue_write, Core, DupPolicy, Retention, SeriesPoints, TsFuture};
+use crate::db::WriteFuture;
+
+/// The points one request stores for one series.
+struct Stage {
+    id: u64,
+    key: SeriesKey,
+    canonical: String,
+    is_new: bool,
+    newest: Option<i64>,
+    points: BTreeMap<i64, f64>,
+}
+
+pub(crate) fn add(core: &Core, batch: &[SeriesPoints<'_>]) -> Result<WriteFuture> {
+    let opts = &core.opts;
+    let total: usize = batch.iter().map(|b| b.points.len()).sum();
+    if total > opts.add_points_max {
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "{total} points in one add exceed add_points_max {}",
+                opts.add_points_max
+            ),
+        });
+    }
+    for b in batch {
+        if let Some(p) = b.points.iter().find(|p| !p.value.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "series {}: value {} at {} is not a finite number (NaN and infinities are refused)",
+                b.series, p.value, p.ts
+            )));
+        }
+    }
+    let now = (opts.clock)();
+    let mut guard = core.lock();
+    let st = &mut *guard;
+    let mut stages: Vec<Stage> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut new_series = 0u64;
+    for b in batch {
+        let canonical = b.series.canonical();
+        let si = match index.get(&canonical) {
+            Some(&i) => i,
+            None => {
+                let existing = st.by_name.get(&canonical).copied();
+                let id = match existing {
+                    Some(id) => id,
+                    None => {
+                        if st.series.len() + new_series as usize >= opts.series_max {
+                            return Err(Error::LimitExceeded {
+                                what: format!(
+                                    "series {canonical} would exceed series_max {}",
+                                    opts.series_max
+                                ),
+                            });
+                        }
+                        new_series += 1;
+                        st.next_id + new_series - 1
+                    }
+                };
+                stages.push(Stage {
+                    id,
+                    key: b.series.clone(),
+                    canonical: canonical.clone(),
+                    is_new: existing.is_none(),
+                    newest: st.series.get(&id).and_then(|s| s.newest_ts),
+                    points: BTreeMap::new(),
+                });
+                index.insert(canonical, stages.len() - 1);
+                stages.len() - 1
+            }
+        };
+        let Some(stage) = stages.get_mut(si) else {
+            continue;
+        };
+        let series = st.series.get(&stage.id);
+        stage_points(core, stage, series, st.default_retention_ms, now, b)?;
+    }
+    let adding: usize = stages.iter().map(|s| s.points.len()).sum();
+    if st.head_points + adding > opts.head_points_total_max {
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "time-series heads hold {} points awaiting their seal (head_points_total_max {}); retry shortly",
+                st.head_points, opts.head_points_total_max
+            ),
+        });
+    }
+    let mut wb = WriteBatch::new();
+    for s in &stages {
+        if s.is_new {
+            wb.put(keys::name_key(&s.canonical), s.id.to_be_bytes().to_vec());
+            wb.put(
+                keys::id_key(keys::META_PREFIX, s.id),
+                new_record(&s.key).encode(),
+            );
+        }
+        for (&ts, &v) in &s.points {
+            wb.put(
+                keys::id_ts_key(keys::POINT_PREFIX, s.id, ts),
+                keys::point_value(v).to_vec(),
+            );
+        }
+    }
+    if new_series > 0 {
+        wb.put(
+            keys::NEXT_ID_KEY,
+            (st.next_id + new_series).to_le_bytes().to_vec(),
+        );
+    }
+    let future = enqueue_write(&core.db, wb)?;
+    // Durable-to-be: now the heads may change.
+    st.next_id += new_series;
+    let mut wake = false;
+    for s in stages {
+        if s.is_new {
+            st.by_name.insert(s.canonical.clone(), s.id);
+            core.metrics.series_created.inc();
+        }
+        let series = st
+            .series
+            .entry(s.id)
+            .or_insert_with(|| Series::new(s.id, new_record(&s.key)));
+        st.head_points += series.merge_head(&s.points);
+        series.newest_ts = match (series.newest_ts, s.newest) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if series.needs_seal(opts) && st.to_seal.insert(s.id) {
+            wake = true;
+        }
+    }
+    core.metrics.points_written.add(adding as u64);
+    drop(guard);
+    if wake {
+        core.work_cv.notify_all();
+    }
+    Ok(future)
+}
+
+fn new_record(key: &SeriesKey) -> SeriesRecord {
+    SeriesRecord {
+        key: key.clone(),
+        policy: DupPolicy::Last,
+        retention_ms: Retention::Default.to_ms(),
+        sealed_max_ts: None,
+    }
+}
+
+/// Checks the points of one series and stages what they store.
+fn stage_points(
+    core: &Core,
+    stage: &mut Stage,
+    series: Option<&Series>,
+    default_retention_ms: i64,
+    now: i64,
+    b: &SeriesPoints<'_>,
+) -> Result<()> {
+    let opts = &core.opts;
+    let policy = series.map_or(DupPolicy::Last, |s| s.record.policy);
+    let retention = series.map_or(default_retention_ms, |s| {
+        s.retention_ms(default_retention_ms)
+    });
+    let cutoff = (retention > 0).then(|| opts.window_start(now.saturating_sub(retention)));
+    for p in b.points {
+        if let Some(c) = cutoff.filter(|&c| p.ts < c) {
+            return Err(Error::InvalidArgument(format!(
+                "series {}: point at {} is older than the series keeps (retention {retention} ms: nothing before {c})",
+                stage.canonical, p.ts
+            )));
+        }
+        if let Some(n) = stage.newest {
+            let oldest = n.saturating_sub(opts.out_of_order_window_ms);
+            if p.ts < oldest {
+                return Err(Error::InvalidArgument(format!(
+                    "series {}: point at {} is too far out of order: the newest point is at {n} and the out-of-order window is {} ms",
+                    stage.canonical, p.ts, opts.out_of_order_window_ms
+                )));
+            }
+        }
+        let value = match policy {
+            DupPolicy::Last => Some(p.value),
+            _ => {
+                let existing = match stage.points.get(&p.ts) {
+                    Some(v) => Some(*v),
+                    None => match series {
+                        Some(s) => stored_value(core, s, p.ts)?,
+                        None => None,
+                    },
+                };
+                resolve(policy, existing, p.value, &stage.canonical, p.ts)?
+            }
+        };
+        if let Some(v) = value {
+            stage.points.insert(p.ts, v);
+            stage.newest = Some(stage.newest.map_or(p.ts, |n| n.max(p.ts)));
+        }
+    }
+    Ok(())
+}
+
+/// What a duplicate policy stores for a new value given the one stored.
+fn resolve(
+    policy: DupPolicy,
+    existing: Option<f64>,
+    new: f64,
+    series: &str,
+    ts: i64,
+) -> Result<Option<f64>> {
+    let Some(old) = existing else {
+        return Ok(Some(new));
+    };
+    let v = match policy {
+        DupPolicy::Last => new,
+        DupPolicy::First => return Ok(None),
+        DupPolicy::Block => {
+            return Err(Error::InvalidArgument(format!(
+                "series {series}: a point at {ts} exists already (duplicate policy block)"
+            )))
+        }
+        DupPolicy::Min => old.min(new),
+        DupPolicy::Max => old.max(new),
+        DupPolicy::Sum => old + new,
+    };
+    if !v.is_finite() {
+        return Err(Error::InvalidArgument(format!(
+            "series {series}: the sum at {ts} overflows to {v}"
+        )));
+    }
+    Ok(Some(v))
+}
+
+/// The value the series holds at `ts`: the head, a seal in flight, else
+/// the chunk covering `ts` (only the maintenance thread writes chunks, and
+/// what it has in flight is in `sealing` or `deleting`).
+fn stored_value(core: &Core, s: &Series, ts: i64) -> Result<Option<f64>> {
+    if let Some(v) = s.memory_value(ts) {
+        return Ok(Some(v));
+    }
+    if s.record.sealed_max_ts.is_none_or(|m| ts > m) || s.is_deleting(ts) {
+        return Ok(None);
+    }
+    let start = keys::id_ts_key(keys::CHUNK_PREFIX, s.id, core.opts.window_start(ts));
+    let (_, end) = keys::ts_range(keys::CHUNK_PREFIX, s.id, ts, ts);
+    let mut last = None;
+    state::for_each(&core.db, &start, &end, |k, v| {
+        last = Some((k, v));
+        Ok(true)
+    })?;
+    let Some((k, v)) = last else {
+        return Ok(None);
+    };
+    let points = chunk::decode(&v).map_err(|e| chunk_corruption(&s.canonical, &k, e))?;
+    Ok(points
+        .binary_search_by_key(&ts, |p| p.ts)
+        .ok()
+        .and_then(|i| points.get(i))
+        .map(|p| p.value))
+}
+
+/// The error for a damaged chunk.
+pub(crate) fn chunk_corruption(series: &str, key: &[u8], e: chunk::ChunkError) -> Error {
+    let start = keys::parse_id_ts_key(keys::CHUNK_PREFIX, key).map_or(0, |(_, t)| t);
+    Error::Corruption {
+        file: format!("time-series chunk of {series} starting at {start}"),
+        offset: e.offset as u64,
+        what: e.what,
+    }
+}
+
+/// Records a retention (of the default with `id: None`); run by the
+/// maintenance thread, which sweeps right after.
+pub(crate) fn record_retention(core: &Core, id: Option<u64>, r: Retention) -> Result<()> {
+    let future = {
+        let mut st = core.lock();
+        match id {
+            None => {
+                let ms = r.to_ms().max(0);
+                let mut wb = WriteBatch::new();
+                wb.put(keys::DEFAULT_RETENTION_KEY, ms.to_le_bytes().to_vec());
+                let f = enqueue(&core.db, wb)?;
+                st.default_retention_ms = ms;
+                f
+            }
+            Some(id) => {
+                let Some(s) = st.series.get_mut(&id) else {
+                    return Ok(());
+                };
+                let mut record = s.record.clone();
+                record.retention_ms = r.to_ms();
+                let mut wb = WriteBatch::new();
+                wb.put(keys::id_key(keys::META_PREFIX, id), record.encode());
+                let f = enqueue(&core.db, wb)?;
+                s.record = record;
+                f
+            }
+        }
+    };
+    future.wait()
+}
+
+pub(crate) fn set_policy(
+    core: &Core,
+    key: &SeriesKey,
+    policy: DupPolicy,
+) -> Result<Option<TsFuture>> {
+    let mut st = core.lock();
+    let Some(&id) = st.by_name.get(&key.canonical()) else {
+        return Ok(None);
+    };
+    let Some(s) = st.series.get_mut(&id) else {
+        return Ok(None);
+    };
+    let mut record = s.record.clone();
+    record.policy = policy;
+    let mut wb = WriteBatch::new();
+    wb.put(keys::id_key(keys::META_PREFIX, id), record.encode());
+    let f = enqueue(&core.db, wb)?;
+    s.record = record;
+    Ok(Some(f))
+}
