@@ -27,12 +27,63 @@ use crate::sstable::table_iter::TableIter;
 use crate::sstable::verify::{self, VerifyReport};
 use crate::types::{compare_internal_keys, split_internal_key, SeqNo, ValueKind, SEQ_MAX};
 
-/// One data block as the index describes it.
-#[derive(Debug)]
-pub(crate) struct IndexEntry {
-    /// The last internal key in the block.
-    pub last_key: Box<[u8]>,
-    pub handle: BlockHandle,
+/// The decoded index: for each data block, its last internal key and its
+/// handle. The keys lie back to back in one buffer so that the binary
+/// search of a point read touches two flat arrays, not one heap
+/// allocation per block.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    keys: Vec<u8>,
+    /// `ends[i]` is where block `i`'s last key ends in `keys`.
+    ends: Vec<u32>,
+    handles: Vec<BlockHandle>,
+}
+
+impl Index {
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    /// The last internal key of data block `i` (`i < len()`).
+    pub fn last_key(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.keys[start..self.ends[i] as usize]
+    }
+
+    pub fn handle(&self, i: usize) -> Option<BlockHandle> {
+        self.handles.get(i).copied()
+    }
+
+    /// `(last key, handle)` of every data block, in order.
+    pub fn entries(&self) -> impl Iterator<Item = (&[u8], BlockHandle)> + '_ {
+        (0..self.len()).map(|i| (self.last_key(i), self.handles[i]))
+    }
+
+    /// The first data block whose last key is >= `target` (`len()` if none).
+    pub fn find(&self, target: &[u8]) -> usize {
+        let (mut lo, mut hi) = (0, self.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if compare_internal_keys(self.last_key(mid), target) == Ordering::Less {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+
+    fn push(&mut self, last_key: &[u8], handle: BlockHandle) -> Result<(), String> {
+        self.keys.extend_from_slice(last_key);
+        let end = u32::try_from(self.keys.len()).map_err(|_| "index keys exceed 4 GiB")?;
+        self.ends.push(end);
+        self.handles.push(handle);
+        Ok(())
+    }
 }
 
 /// The state shared by a table's clones and iterators.
@@ -42,7 +93,7 @@ pub(crate) struct TableInner {
     pub map: Mapping,
     pub cache: Arc<BlockCache>,
     pub footer: Footer,
-    pub index: Vec<IndexEntry>,
+    pub index: Index,
     pub filter: Filter,
 }
 
@@ -79,22 +130,21 @@ impl TableInner {
 
     /// Data block `i`, through the cache.
     pub fn read_block(&self, i: usize) -> Result<Arc<Block>> {
-        let entry = self.index.get(i).ok_or_else(|| {
+        let handle = self.index.handle(i).ok_or_else(|| {
             self.corrupt(self.footer.index.offset, "data block index out of range")
         })?;
-        let offset = entry.handle.offset;
+        let offset = handle.offset;
         if let Some(b) = self.cache.get(self.id, offset) {
             return Ok(b);
         }
-        let block = Arc::new(self.load_block(entry.handle)?);
+        let block = Arc::new(self.load_block(handle)?);
         self.cache.insert(self.id, offset, Arc::clone(&block));
         Ok(block)
     }
 
     /// The first data block whose last key is >= `target`.
     pub fn find_block(&self, target: &[u8]) -> usize {
-        self.index
-            .partition_point(|e| compare_internal_keys(&e.last_key, target) == Ordering::Less)
+        self.index.find(target)
     }
 }
 
@@ -257,10 +307,14 @@ impl Table {
 
 /// Decodes the index block into entries and checks that the data blocks it
 /// names tile `[0, filter offset)` back to back.
-fn decode_index(block: &Arc<Block>, footer: &Footer) -> Result<Vec<IndexEntry>, String> {
+fn decode_index(block: &Arc<Block>, footer: &Footer) -> Result<Index, String> {
     let mut it = block.iter();
     it.seek_to_first().map_err(|e| e.to_string())?;
-    let mut entries = Vec::with_capacity(block.entries());
+    let mut entries = Index {
+        keys: Vec::new(),
+        ends: Vec::with_capacity(block.entries()),
+        handles: Vec::with_capacity(block.entries()),
+    };
     let mut expect = 0u64;
     while it.valid() {
         let h = BlockHandle::decode_varint(it.value()).map_err(String::from)?;
@@ -275,10 +329,7 @@ fn decode_index(block: &Arc<Block>, footer: &Footer) -> Result<Vec<IndexEntry>, 
             return Err(format!("data block of {} bytes is over the limit", h.size));
         }
         expect = h.end().ok_or("block end overflows")?;
-        entries.push(IndexEntry {
-            last_key: it.key().into(),
-            handle: h,
-        });
+        entries.push(it.key(), h)?;
         it.next().map_err(|e| e.to_string())?;
     }
     if expect != footer.filter.offset {

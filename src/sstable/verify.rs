@@ -47,9 +47,9 @@ pub(crate) fn verify(t: &TableInner) -> Result<VerifyReport> {
     };
     let mut last_key: Vec<u8> = Vec::new();
     let mut last_user: Vec<u8> = Vec::new();
-    for entry in &t.index {
-        let at = entry.handle.offset;
-        let block = Arc::new(t.load_block(entry.handle)?);
+    for (index_key, handle) in t.index.entries() {
+        let at = handle.offset;
+        let block = Arc::new(t.load_block(handle)?);
         let mut it = block.iter();
         it.seek_to_first()?;
         if !it.valid() {
@@ -81,14 +81,14 @@ pub(crate) fn verify(t: &TableInner) -> Result<VerifyReport> {
             last_key.extend_from_slice(it.key());
             it.next()?;
         }
-        if last_key.as_slice() != &*entry.last_key {
+        if last_key.as_slice() != index_key {
             return Err(t.corrupt(
                 at,
                 "last key of the data block differs from its index entry",
             ));
         }
         report.data_blocks += 1;
-        report.data_bytes += entry.handle.size + trailer;
+        report.data_bytes += handle.size + trailer;
     }
     if report.entries == 0 {
         report.smallest_seq = 0;
