@@ -1,0 +1,198 @@
+//! Component benchmarks (criterion) for the parts on every request's path
+//! that benches/sstable.rs does not cover: memtable insert and lookup, WAL
+//! record framing and checking, write-batch encoding, and the wire
+//! protocol's request encode and decode.
+//!
+//! ```text
+//! cargo bench --bench components                # everything, ~1 s per case
+//! cargo bench --bench components -- memtable    # one group
+//! ```
+//! Keys are 16 bytes (zero-padded decimal, as cityhall-loadgen draws them),
+//! values 100 bytes. No disk IO: device time is benches/write_path.rs'.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+use cityhall::memtable::Memtable;
+use cityhall::protocol::{decode_frame, Decoded, Limits, Request};
+use cityhall::types::ValueKind;
+use cityhall::wal::format::{check_record, encode_record};
+use cityhall::WriteBatch;
+
+fn key(i: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k.copy_from_slice(format!("{i:016}").as_bytes());
+    k
+}
+
+/// A cheap, fixed pseudo-random sequence (splitmix64), so runs compare.
+fn scrambled(i: u64) -> u64 {
+    let mut z = i.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+const VALUE: [u8; 100] = [b'v'; 100];
+
+fn memtable(c: &mut Criterion) {
+    let mut g = c.benchmark_group("memtable");
+    const N: u64 = 10_000;
+    g.throughput(Throughput::Elements(N));
+    g.bench_function("insert_10k_random", |b| {
+        b.iter_batched(
+            || Memtable::new(1),
+            |m| {
+                for i in 0..N {
+                    m.insert(
+                        &key(scrambled(i) % 1_000_000),
+                        i + 1,
+                        ValueKind::Put,
+                        &VALUE,
+                    );
+                }
+                m
+            },
+            BatchSize::LargeInput,
+        );
+    });
+
+    // Lookups in a memtable of 200,000 entries (~25 MiB), present and absent.
+    const FILLED: u64 = 200_000;
+    let full = Arc::new(Memtable::new(1));
+    for i in 0..FILLED {
+        full.insert(
+            &key(scrambled(i) % 1_000_000),
+            i + 1,
+            ValueKind::Put,
+            &VALUE,
+        );
+    }
+    g.throughput(Throughput::Elements(1));
+    let mut i = 0u64;
+    g.bench_function("get_present_200k", |b| {
+        b.iter(|| {
+            i += 1;
+            black_box(full.get(&key(scrambled(i % FILLED) % 1_000_000), u64::MAX >> 8))
+        });
+    });
+    let mut j = 0u64;
+    g.bench_function("get_absent_200k", |b| {
+        b.iter(|| {
+            j += 1;
+            black_box(full.get(&key(1_000_000 + j % FILLED), u64::MAX >> 8))
+        });
+    });
+    g.finish();
+}
+
+fn wal(c: &mut Criterion) {
+    let mut g = c.benchmark_group("wal");
+    let mut batch = WriteBatch::new();
+    batch.put(key(42), VALUE);
+    let mut payload = Vec::new();
+    batch.encode(1, &mut payload);
+    g.throughput(Throughput::Bytes(payload.len() as u64));
+    let mut out = Vec::with_capacity(4096);
+    g.bench_function("encode_record_put", |b| {
+        b.iter(|| {
+            out.clear();
+            encode_record(&mut out, 7, 0, black_box(&payload));
+            black_box(out.len())
+        });
+    });
+    let mut framed = Vec::new();
+    encode_record(&mut framed, 7, 0, &payload);
+    g.bench_function("check_record_put", |b| {
+        b.iter(|| black_box(check_record(black_box(&framed), 7).is_some()));
+    });
+
+    // A group of 64 single-put records, as one leader writes for 64 writers.
+    let mut group = Vec::new();
+    for i in 0..64 {
+        let mut b = WriteBatch::new();
+        b.put(key(i), VALUE);
+        let mut p = Vec::new();
+        b.encode(i + 1, &mut p);
+        group.push(p);
+    }
+    let bytes: usize = group.iter().map(Vec::len).sum();
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("encode_group_64", |b| {
+        b.iter(|| {
+            out.clear();
+            for p in &group {
+                encode_record(&mut out, 7, 0, p);
+            }
+            black_box(out.len())
+        });
+    });
+    g.finish();
+}
+
+fn protocol(c: &mut Criterion) {
+    let mut g = c.benchmark_group("protocol");
+    let limits = Limits::default();
+    let k = key(123_456);
+    let put = Request::Put {
+        key: &k,
+        value: &VALUE,
+    };
+    let mut out = Vec::with_capacity(256);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode_put", |b| {
+        b.iter(|| {
+            out.clear();
+            black_box(&put).encode(&mut out);
+            black_box(out.len())
+        });
+    });
+    let mut frame = Vec::new();
+    put.encode(&mut frame);
+    g.bench_function("decode_put", |b| {
+        b.iter(
+            || match decode_frame(black_box(&frame), limits.frame_size_bytes_max) {
+                Decoded::Frame(f) => black_box(Request::decode(f, &limits).is_ok()),
+                _ => panic!("a whole frame was not decoded"),
+            },
+        );
+    });
+
+    // 16 pipelined GETs in one buffer, as one read of the socket brings them.
+    let mut pipelined = Vec::new();
+    for i in 0..16 {
+        let k = key(i);
+        Request::Get { key: &k }.encode(&mut pipelined);
+    }
+    g.throughput(Throughput::Elements(16));
+    g.bench_function("decode_get_pipeline_16", |b| {
+        b.iter(|| {
+            let mut at = 0;
+            let mut n = 0;
+            while at < pipelined.len() {
+                match decode_frame(&pipelined[at..], limits.frame_size_bytes_max) {
+                    Decoded::Frame(f) => {
+                        n += usize::from(Request::decode(f, &limits).is_ok());
+                        at += f.consumed;
+                    }
+                    _ => panic!("a whole frame was not decoded"),
+                }
+            }
+            black_box(n)
+        });
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1));
+    targets = memtable, wal, protocol
+}
+criterion_main!(benches);
