@@ -297,7 +297,7 @@ fn run_client(args: ClientArgs) -> ExitCode {
     if let Some(action) = ts_action {
         return match ts_cli::execute(&mut client, action, &mut stdout) {
             Ok(TsOutcome::Done) => ExitCode::SUCCESS,
-            Ok(TsOutcome::NotFound) => ExitCode::from(1),
+            Ok(TsOutcome::NotFound | TsOutcome::Incomplete) => ExitCode::from(1),
             Err(TsFailure::Stdout(e)) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
             Err(TsFailure::Stdout(e)) => fail(&format!("cannot write to stdout: {e}")),
             Err(TsFailure::Server(e)) => fail(&format!("{name} failed: {e}")),

@@ -20,6 +20,7 @@ pub mod render;
 pub mod transport;
 pub mod ts;
 pub mod ts_cli;
+pub mod ts_import;
 
 use std::io::{self, Read, Write};
 use std::time::Duration;
@@ -275,7 +276,7 @@ pub fn server_error(e: ErrorResponse) -> Error {
 }
 
 /// The error for an answer of the wrong kind.
-fn unexpected(wanted: &str, got: &Response) -> Error {
+pub(crate) fn unexpected(wanted: &str, got: &Response) -> Error {
     let got = match got {
         Response::Ok => "OK",
         Response::Hello(_) => "HELLO",

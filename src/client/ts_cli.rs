@@ -8,6 +8,7 @@
 //! ts delete SERIES [--from T --to T]                                   -> OK
 //! ts retention SERIES DURATION | ts retention --default DURATION       -> OK
 //! ts policy SERIES last|first|block|min|max|sum                        -> OK
+//! ts import FILE|- [--precision ns|us|ms|s] [--batch N]                -> a summary line
 //! ```
 //!
 //! SERIES is a name, optionally with labels inline (`cpu{host=a}`); labels
@@ -21,18 +22,22 @@
 //! in exponent form beyond 1e16 or below 1e-6 (`1e300`).
 //!
 //! Exit codes: 0 done; 1 the series does not exist (`NOT_FOUND` printed)
-//! or the result is empty (nothing printed); 2 usage; 3 server or IO error.
+//! or the result is empty (nothing printed), or an import met malformed
+//! lines (the other lines are loaded); 2 usage; 3 server or IO error.
 
-use std::io::{self, Write};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
 use crate::error::Error;
 use crate::protocol::ts::TsSeriesPoints;
+use crate::ts::line_protocol::Precision;
 use crate::ts::series::parse_labels;
 use crate::ts::time::{parse_duration_ms, parse_time_ms};
 use crate::ts::{Aggregation, DupPolicy, LabelMatcher, Point, RangeQuery, Retention, SeriesKey};
 
+use super::ts_import::{self, ImportOptions};
 use super::Client;
 
 /// Labels given as options.
@@ -163,6 +168,20 @@ pub enum TsCommand {
         #[command(flatten)]
         labels: LabelArgs,
     },
+    /// Load InfluxDB line protocol (`measurement,tag=v field=1.5 TIME`)
+    /// from FILE, or standard input with `-`: each numeric field becomes
+    /// the series `measurement.field` labelled with the tags. Malformed
+    /// lines are reported by number and the rest still loads.
+    Import {
+        /// The file, or - for standard input.
+        file: String,
+        /// Units of the timestamps: ns, us, ms or s.
+        #[arg(long, value_name = "P", default_value = "ns")]
+        precision: String,
+        /// Points per request (each one group commit).
+        #[arg(long, value_name = "N", default_value_t = 10_000)]
+        batch: usize,
+    },
 }
 
 /// A `ts` command with its arguments parsed and checked (before any
@@ -190,6 +209,8 @@ pub enum TsAction {
     Retention(Option<SeriesKey>, Retention),
     /// Set a duplicate policy.
     Policy(SeriesKey, DupPolicy),
+    /// Bulk-load line protocol from a file (standard input with `None`).
+    Import(Option<PathBuf>, ImportOptions),
 }
 
 /// How a `ts` command ended, for the exit code.
@@ -199,6 +220,8 @@ pub enum TsOutcome {
     Done,
     /// Not found or empty (exit 1).
     NotFound,
+    /// Done in part: some input was refused and reported (exit 1).
+    Incomplete,
 }
 
 /// Why a `ts` command failed after it was sent.
@@ -232,6 +255,7 @@ pub fn command_name(cmd: &TsCommand) -> &'static str {
         TsCommand::Delete { .. } => "ts delete",
         TsCommand::Retention { .. } => "ts retention",
         TsCommand::Policy { .. } => "ts policy",
+        TsCommand::Import { .. } => "ts import",
     }
 }
 
@@ -388,6 +412,30 @@ pub fn plan(cmd: &TsCommand, now: i64) -> Result<TsAction, String> {
             })?;
             TsAction::Policy(series, p)
         }
+        TsCommand::Import {
+            file,
+            precision,
+            batch,
+        } => {
+            let precision = Precision::parse(precision)
+                .ok_or_else(|| format!("--precision {precision:?}: use ns, us, ms or s"))?;
+            if *batch == 0 || *batch > crate::protocol::ts::TS_ADD_POINTS_MAX {
+                return Err(format!(
+                    "--batch {batch}: must be 1 to {}",
+                    crate::protocol::ts::TS_ADD_POINTS_MAX
+                ));
+            }
+            let path = (file != "-").then(|| PathBuf::from(file));
+            TsAction::Import(
+                path,
+                ImportOptions {
+                    precision,
+                    batch_points: *batch,
+                    now_ms: now,
+                    progress: true,
+                },
+            )
+        }
     })
 }
 
@@ -470,6 +518,28 @@ pub fn execute(
         TsAction::Policy(series, p) => {
             let found = client.ts_policy(&series, p)?;
             ok_or_not_found(out, found)?
+        }
+        TsAction::Import(path, opts) => {
+            let mut input: Box<dyn BufRead> = match &path {
+                None => Box::new(io::stdin().lock()),
+                Some(p) => Box::new(BufReader::with_capacity(
+                    1 << 20,
+                    std::fs::File::open(p).map_err(|source| Error::Io {
+                        op: "open",
+                        path: p.display().to_string(),
+                        source,
+                    })?,
+                )),
+            };
+            let mut errors = io::stderr().lock();
+            let report = ts_import::import(client, &mut input, opts, &mut errors)?;
+            writeln!(errors, "{}", report.timing())?;
+            writeln!(out, "{}", report.summary())?;
+            if report.malformed > 0 {
+                TsOutcome::Incomplete
+            } else {
+                TsOutcome::Done
+            }
         }
     };
     out.flush()?;

@@ -113,6 +113,7 @@ pub mod aggregate;
 pub mod bits;
 pub mod chunk;
 pub mod keys;
+pub mod line_protocol;
 mod maintenance;
 pub mod options;
 mod query;

@@ -1,0 +1,305 @@
+//! `cityhall client ts import FILE|-`: bulk loading of InfluxDB line
+//! protocol (see [`crate::ts::line_protocol`]).
+//!
+//! Points are gathered into TS_ADD requests of up to `batch_points`
+//! points, each one group commit on the server, with a few requests in
+//! flight so parsing overlaps the server's work. A malformed line is
+//! reported on the error stream with its line number and the rest of the
+//! input still loads; string and boolean fields are counted and skipped.
+//! Every point is durable when the final report prints.
+
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::protocol::ts::{TsRequest, TsSeriesPoints, TS_ADD_SERIES_MAX};
+use crate::protocol::{Request, Response};
+use crate::ts::line_protocol::{parse_line, FieldValue, Precision};
+use crate::ts::{Point, SeriesKey};
+
+use super::ts_cli::TsFailure;
+use super::{unexpected, Client};
+
+/// Requests sent and not yet answered, at most.
+const IN_FLIGHT_MAX: usize = 4;
+/// Malformed lines reported one by one; past this only counted.
+const REPORTED_ERRORS_MAX: u64 = 100;
+
+/// How to import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// Units of the input's timestamps.
+    pub precision: Precision,
+    /// Points per TS_ADD request.
+    pub batch_points: usize,
+    /// The time given to lines without a timestamp (epoch ms).
+    pub now_ms: i64,
+    /// Print a progress line to the error stream every second.
+    pub progress: bool,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Lines read.
+    pub lines: u64,
+    /// Points stored.
+    pub points: u64,
+    /// Distinct series written.
+    pub series: usize,
+    /// String and boolean fields skipped.
+    pub skipped_fields: u64,
+    /// Lines refused as malformed.
+    pub malformed: u64,
+    /// Wall time of the import.
+    pub elapsed: Duration,
+}
+
+impl ImportReport {
+    /// The one-line summary the CLI prints on standard output (no
+    /// timing, so the same input always prints the same line).
+    pub fn summary(&self) -> String {
+        format!(
+            "imported {} points into {} series from {} lines; \
+             skipped {} string or boolean fields; {} malformed lines",
+            self.points, self.series, self.lines, self.skipped_fields, self.malformed
+        )
+    }
+
+    /// Time taken and rate, for the error stream.
+    pub fn timing(&self) -> String {
+        let secs = self.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.points as f64 / secs
+        } else {
+            0.0
+        };
+        format!("took {secs:.3} s ({rate:.0} points/s)")
+    }
+}
+
+/// The points gathered for the next request.
+#[derive(Default)]
+struct Pending {
+    groups: Vec<TsSeriesPoints>,
+    /// Series index (into `Importer::series`) -> position in `groups`.
+    slot: HashMap<usize, usize>,
+    points: usize,
+}
+
+struct Importer<'a> {
+    client: &'a mut Client,
+    opts: ImportOptions,
+    /// Every series seen, by `measurement+tags` text then field.
+    index: HashMap<String, HashMap<String, usize>>,
+    series: Vec<SeriesKey>,
+    pending: Pending,
+    report: ImportReport,
+}
+
+impl Importer<'_> {
+    fn series_of(
+        &mut self,
+        head: &str,
+        measurement: &str,
+        tags: &[(String, String)],
+        field: &str,
+    ) -> Result<usize, Error> {
+        if let Some(&i) = self.index.get(head).and_then(|f| f.get(field)) {
+            return Ok(i);
+        }
+        let key = SeriesKey::new(&format!("{measurement}.{field}"), tags)?;
+        let i = self.series.len();
+        self.series.push(key);
+        self.index
+            .entry(head.to_string())
+            .or_default()
+            .insert(field.to_string(), i);
+        Ok(i)
+    }
+
+    fn add(&mut self, series: usize, point: Point) -> Result<(), TsFailure> {
+        if !self.pending.slot.contains_key(&series)
+            && self.pending.groups.len() >= TS_ADD_SERIES_MAX
+        {
+            self.send()?;
+        }
+        let p = &mut self.pending;
+        let slot = *p.slot.entry(series).or_insert_with(|| {
+            p.groups.push(TsSeriesPoints {
+                series: self.series[series].clone(),
+                points: Vec::new(),
+            });
+            p.groups.len() - 1
+        });
+        p.groups[slot].points.push(point);
+        p.points += 1;
+        if p.points >= self.opts.batch_points {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    /// Sends the pending points; waits for the oldest answer when too many
+    /// requests are in flight.
+    fn send(&mut self) -> Result<(), TsFailure> {
+        let pending = std::mem::take(&mut self.pending);
+        if pending.groups.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .send(&Request::Ts(TsRequest::Add(pending.groups)))?;
+        self.client.flush()?;
+        self.report.points += pending.points as u64;
+        while self.client.in_flight() >= IN_FLIGHT_MAX {
+            self.receive_one()?;
+        }
+        Ok(())
+    }
+
+    fn receive_one(&mut self) -> Result<(), TsFailure> {
+        match self.client.recv()? {
+            Response::Ok => Ok(()),
+            other => Err(TsFailure::Server(unexpected("OK", &other))),
+        }
+    }
+}
+
+/// The text of a line before its first unescaped space: measurement and
+/// tags, the part every field of the line shares.
+fn head_of(line: &str) -> &str {
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => i += 2,
+            b' ' => return &line[..i],
+            _ => i += 1,
+        }
+    }
+    line
+}
+
+/// Loads `input` into the server behind `client`; malformed lines and
+/// progress go to `errors`.
+pub fn import(
+    client: &mut Client,
+    input: &mut dyn BufRead,
+    opts: ImportOptions,
+    errors: &mut dyn Write,
+) -> Result<ImportReport, TsFailure> {
+    let start = Instant::now();
+    let mut next_progress = start + Duration::from_secs(1);
+    let mut imp = Importer {
+        client,
+        opts: ImportOptions {
+            batch_points: opts.batch_points.max(1),
+            ..opts
+        },
+        index: HashMap::new(),
+        series: Vec::new(),
+        pending: Pending::default(),
+        report: ImportReport::default(),
+    };
+    let mut buf = String::new();
+    loop {
+        buf.clear();
+        let n = input.read_line(&mut buf).map_err(|source| {
+            TsFailure::Server(Error::Io {
+                op: "read",
+                path: "the import input".into(),
+                source,
+            })
+        })?;
+        if n == 0 {
+            break;
+        }
+        imp.report.lines += 1;
+        let text = buf.trim_end_matches(['\n', '\r']);
+        let outcome = parse_line(text)
+            .map_err(|e| e.to_string())
+            .and_then(|line| match line {
+                None => Ok(Vec::new()),
+                Some(line) => line_points(&mut imp, text, line),
+            });
+        match outcome {
+            Ok(points) => {
+                for (series, p) in points {
+                    imp.add(series, p)?;
+                }
+            }
+            Err(what) => {
+                imp.report.malformed += 1;
+                if imp.report.malformed <= REPORTED_ERRORS_MAX {
+                    writeln!(errors, "line {}: {what}", imp.report.lines)?;
+                } else if imp.report.malformed == REPORTED_ERRORS_MAX + 1 {
+                    writeln!(errors, "(more malformed lines are counted, not shown)")?;
+                }
+            }
+        }
+        if imp.opts.progress && imp.report.lines % 4096 == 0 && Instant::now() >= next_progress {
+            next_progress += Duration::from_secs(1);
+            let secs = start.elapsed().as_secs_f64();
+            writeln!(
+                errors,
+                "... {} lines, {} points sent, {:.0} points/s",
+                imp.report.lines,
+                imp.report.points,
+                imp.report.points as f64 / secs
+            )?;
+        }
+    }
+    imp.send()?;
+    while imp.client.in_flight() > 0 {
+        imp.receive_one()?;
+    }
+    imp.report.series = imp.series.len();
+    imp.report.elapsed = start.elapsed();
+    Ok(imp.report)
+}
+
+/// The points of one parsed line, or why the line is refused (no point of
+/// a refused line is stored).
+fn line_points(
+    imp: &mut Importer<'_>,
+    text: &str,
+    line: crate::ts::line_protocol::Line,
+) -> Result<Vec<(usize, Point)>, String> {
+    let ts = match line.timestamp {
+        None => imp.opts.now_ms,
+        Some(t) => imp
+            .opts
+            .precision
+            .to_ms(t)
+            .ok_or_else(|| format!("timestamp {t} is out of range"))?,
+    };
+    let head = head_of(text.trim_start());
+    let mut points = Vec::with_capacity(line.fields.len());
+    let mut skipped = 0;
+    for (field, value) in &line.fields {
+        match value {
+            FieldValue::Number(v) => {
+                let series = imp
+                    .series_of(head, &line.measurement, &line.tags, field)
+                    .map_err(|e| e.to_string())?;
+                points.push((series, Point { ts, value: *v }));
+            }
+            FieldValue::Text | FieldValue::Bool => skipped += 1,
+        }
+    }
+    imp.report.skipped_fields += skipped;
+    Ok(points)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_of;
+
+    #[test]
+    fn head_stops_at_first_unescaped_space() {
+        assert_eq!(head_of("cpu,host=a v=1 5"), "cpu,host=a");
+        assert_eq!(head_of(r"my\ m,t=a\ b v=1"), r"my\ m,t=a\ b");
+        assert_eq!(head_of("nospace"), "nospace");
+    }
+}
