@@ -31,7 +31,8 @@ pub const PIPELINE_MAX: usize = 4096;
 pub struct Args {
     /// Workloads to run in order on the same database, comma separated
     /// (like db_bench --benchmarks): fillseq, fillrandom, overwrite,
-    /// readrandom, readmissing, readhot, scan, mixed, deleterandom, smoke.
+    /// readrandom, readmissing, readhot, scan, mixed, deleterandom,
+    /// deleteall, compact, smoke.
     #[arg(
         long,
         visible_alias = "benchmarks",
@@ -130,6 +131,12 @@ pub enum Workload {
     /// Deletes of random keys.
     #[value(alias = "delete")]
     Deleterandom,
+    /// Deletes of every key of the key space, in key order (--num does
+    /// not apply: one delete per key).
+    Deleteall,
+    /// Flush the memtables and compact the whole key space, once (like
+    /// db_bench's `compact`); timed, no operations.
+    Compact,
     /// Puts, gets, deletes and scans checked against a model; exits 1 on
     /// any mismatch.
     Smoke,
@@ -148,6 +155,8 @@ impl Workload {
             Workload::Scan => "scan",
             Workload::Mixed => "mixed",
             Workload::Deleterandom => "deleterandom",
+            Workload::Deleteall => "deleteall",
+            Workload::Compact => "compact",
             Workload::Smoke => "smoke",
         }
     }
