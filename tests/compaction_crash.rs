@@ -47,8 +47,10 @@ fn options(sim: &SimFs) -> Options {
         wal_prepare_background: false,
         wal_segment_size_bytes: 64 << 10,
         compaction: CompactionOptions {
-            // Only manual compactions: the crash points are then those of
-            // the compaction under test alone.
+            // Only manual compactions (static sizing with a huge base: no
+            // level is ever over its target): the crash points are then
+            // those of the compaction under test alone.
+            level_compaction_dynamic_level_bytes: false,
             level0_file_num_compaction_trigger: 1_000,
             level0_slowdown_writes_trigger: 2_000,
             level0_stop_writes_trigger: 3_000,
