@@ -57,6 +57,7 @@ fn options(sim: &SimFs) -> Options {
             max_bytes_for_level_base: 1 << 30,
             target_file_size_bytes: 1 << 10,
             num_levels: 4,
+            idle_space_amplification_max: None,
             ..CompactionOptions::default()
         },
         ..Options::default()

@@ -233,18 +233,23 @@ fn small_databases_keep_upper_levels_to_a_tenth_of_the_last() {
     assert_eq!(tg.base_level, 5);
     assert_eq!(tg.max_bytes(5), 95 * MIB / 10);
 
-    // A 30 MiB flush in L0 overfills that share: it scores 3 by size
-    // alone, and goes straight to the bottom (L5 is empty).
+    // A 30 MiB flush in L0 overfills that share: once L0 is due, it goes
+    // straight to the bottom (L5 is empty).
     levels[0] = vec![t(2, 30 * MIB, "c", "x")];
     let s = LevelsSnapshot::new(levels.clone());
     let tg = level_targets(&s, &opts);
     assert_eq!(tg.base_level, 6);
     assert_eq!(tg.max_bytes(5), u64::MAX);
     let scores = level_scores(&s, &InFlight::default(), &opts, &tg);
-    assert!((scores[0] - 30.0 / 9.5).abs() < 0.01, "{scores:?}");
+    assert!((scores[0] - 30.0 / 64.0).abs() < 0.01, "{scores:?}");
+    assert_eq!(pick_compaction(&s, &InFlight::default(), &opts), None);
+    levels[0].push(t(4, 40 * MIB, "b", "y"));
+    let s = LevelsSnapshot::new(levels.clone());
     let plan = pick_compaction(&s, &InFlight::default(), &opts).unwrap();
     assert_eq!(plan.output_level, 6);
-    assert_eq!(numbers(&plan), vec![2, 1]);
+    let mut inputs = numbers(&plan);
+    inputs.sort_unstable();
+    assert_eq!(inputs, vec![1, 2, 4]);
 
     // Data left in L5 drains down: its target is the same tenth.
     levels[0].clear();

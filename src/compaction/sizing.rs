@@ -26,18 +26,20 @@
 //!
 //! **Small databases** (dynamic sizing, the largest level under
 //! `multiplier` x `max_bytes_for_level_base`; RocksDB differs here):
-//! `max_bytes_for_level_base` is replaced everywhere above (and in L0's
-//! score) by [`base_bytes`], a `1/multiplier` share of the largest level,
-//! so no level above the last is allowed more than about a tenth of the
-//! data. Without this a database of 100 MB keeps up to 64 MB (the base
-//! floor) in a level above the last, and up to 64 MB more in L0: space
-//! amplification near 2 when the writes stop. And when the base level is
-//! empty and L0 alone holds more than that share, L0 compacts straight
-//! into the first non-empty level (rather than into the base level and,
-//! at once, from there down: the same data written twice).
+//! `max_bytes_for_level_base` is replaced in the rule above by
+//! [`base_bytes`], a `1/multiplier` share of the largest level, so no
+//! level above the last is allowed more than about a tenth of the data.
+//! Without this a database of 100 MB keeps up to 64 MB (the base floor) in
+//! a level above the last: space amplification near 1.7 before L0 is
+//! counted. And when the base level is empty and L0 alone holds more than
+//! that share, L0 compacts straight into the first non-empty level (rather
+//! than into the base level and, at once, from there down: the same data
+//! written twice). L0's own triggers are unchanged (a compaction per
+//! flush would rewrite the whole database each time); what L0 holds when
+//! the writes stop goes down by the idle compaction (`db/compact.rs`).
 //!
 //! **Scores**: L0 = max(files / `level0_file_num_compaction_trigger`,
-//! bytes / [`base_bytes`]); Ln = bytes / target. Tables already
+//! bytes / `max_bytes_for_level_base`); Ln = bytes / target. Tables already
 //! being compacted are not counted. The last level has no score. A level
 //! with score >= 1 needs compaction; the highest goes first.
 
@@ -74,8 +76,8 @@ fn max_level_bytes(snap: &LevelsSnapshot, n: usize) -> u64 {
 
 /// `max_bytes_for_level_base`, or, with dynamic sizing in a database whose
 /// largest level holds less than `multiplier` times that, a
-/// `1/multiplier` share of the largest level (at least 1 byte). L0 scores
-/// 1 by size at this many bytes, and it is the floor of level targets.
+/// `1/multiplier` share of the largest level (at least 1 byte): the floor
+/// of level targets.
 pub fn base_bytes(snap: &LevelsSnapshot, opts: &CompactionOptions) -> u64 {
     let base = opts.max_bytes_for_level_base.max(1);
     if !opts.level_compaction_dynamic_level_bytes {
@@ -185,7 +187,7 @@ pub fn level_scores(
                 .filter(|t| !in_flight.is_busy(t.number))
                 .count();
             let by_count = idle_files as f64 / opts.l0_trigger() as f64;
-            let by_bytes = idle_bytes(0) as f64 / base_bytes(snap, opts) as f64;
+            let by_bytes = idle_bytes(0) as f64 / opts.max_bytes_for_level_base.max(1) as f64;
             by_count.max(by_bytes)
         } else {
             match targets.max_bytes(l) {
@@ -195,4 +197,19 @@ pub fn level_scores(
         };
     }
     scores
+}
+
+/// All table bytes over the bytes of the deepest non-empty level (1.0 for
+/// an empty database or one whose data is all in L0): RocksDB's estimate
+/// of space amplification, which is exact once the deepest level holds one
+/// version of every live key.
+pub fn space_amplification(snap: &LevelsSnapshot) -> f64 {
+    let sizes: Vec<u64> = (0..snap.levels.len())
+        .map(|l| snap.level_bytes(l))
+        .collect();
+    let total: u64 = sizes.iter().sum();
+    match sizes.iter().rev().find(|&&b| b > 0) {
+        Some(&last) if last > 0 => total as f64 / last as f64,
+        _ => 1.0,
+    }
 }

@@ -102,6 +102,11 @@ pub struct Args {
     /// report go to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Embedded: after each workload, wait until the engine's background
+    /// work (flushes, compactions, the idle compaction) has finished, then
+    /// print the engine line again.
+    #[arg(long)]
+    pub settle: bool,
     /// Print the Setup header and exit.
     #[arg(long)]
     pub setup_only: bool,
@@ -211,6 +216,8 @@ pub struct Config {
     pub seed: u64,
     pub hdr_out: Option<PathBuf>,
     pub json: bool,
+    /// Wait for the engine to settle after each workload (embedded).
+    pub settle: bool,
     /// The command line as given, for the Setup header.
     pub command: String,
 }
@@ -302,6 +309,7 @@ impl Config {
             seed,
             hdr_out: args.hdr_out,
             json: args.json,
+            settle: args.settle,
             command,
         })
     }

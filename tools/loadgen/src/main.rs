@@ -37,7 +37,7 @@ mod zipf;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
@@ -145,6 +145,9 @@ fn run_all(cfg: &Config, setup: &Setup, db: Option<&Db>) -> ExitCode {
         }
         if let (Some(db), Target::Embedded(dir)) = (db, &cfg.target) {
             text_out(cfg, &engine_line(db, dir));
+            if cfg.settle {
+                text_out(cfg, &settle(db, dir));
+            }
         }
         if cfg.json {
             let mut out = std::io::stdout().lock();
@@ -196,6 +199,49 @@ fn compact(cfg: &Config, db: Option<&Db>) -> Result<String, String> {
     Ok(text)
 }
 
+/// The background work counted by [`settle`].
+const SETTLE_COUNTERS: [&str; 3] = ["flush.count", "compaction.count", "compaction.idle_runs"];
+/// The engine has settled when nothing runs and nothing was flushed or
+/// compacted for this long (longer than the engine's idle delay).
+const SETTLE_QUIET: Duration = Duration::from_millis(2_500);
+/// Longest wait for the engine to settle.
+const SETTLE_WAIT_MAX: Duration = Duration::from_secs(300);
+
+/// Waits until the engine's background work is done (see the constants),
+/// then returns the engine line, with the time waited.
+fn settle(db: &Db, dir: &std::path::Path) -> String {
+    use cityhall::metrics::MetricValue;
+    let t0 = Instant::now();
+    let state = || {
+        let m = db.metrics();
+        let value = |name: &str| match m.get(name) {
+            Some(MetricValue::Counter(n)) => *n as f64,
+            Some(MetricValue::Gauge(g)) => *g,
+            _ => 0.0,
+        };
+        let busy = value("compaction.running") > 0.0 || value("memtable.immutable_count") > 0.0;
+        (busy, SETTLE_COUNTERS.map(value))
+    };
+    let mut last = state();
+    let mut quiet_since = Instant::now();
+    while t0.elapsed() < SETTLE_WAIT_MAX {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = state();
+        if now.0 || now.1 != last.1 {
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= SETTLE_QUIET {
+            break;
+        }
+        last = now;
+    }
+    format!(
+        "{:<12}   settled after {:.1} s (background work done):\n{}",
+        "",
+        t0.elapsed().as_secs_f64(),
+        engine_line(db, dir)
+    )
+}
+
 /// The engine's own account of the run so far, one line:
 ///
 /// - `stall`: time writers spent stalled, in seconds (memtable stalls,
@@ -228,7 +274,7 @@ fn engine_line(db: &Db, dir: &std::path::Path) -> String {
     format!(
         "{:<12}   engine: stall {:.3} s (memtable {}, slowdown {}, stop {}); write-amp {:.2}; \
          space-amp {:.3}; tables {} bytes; disk {} bytes (WAL {}); files per level [{}]; \
-         compactions {} ({} moves)\n",
+         compactions {} ({} moves, {} idle)\n",
         "",
         stall_us as f64 / 1e6,
         counter("write.stalls"),
@@ -242,6 +288,7 @@ fn engine_line(db: &Db, dir: &std::path::Path) -> String {
         levels.join(" "),
         counter("compaction.count"),
         counter("compaction.trivial_moves"),
+        counter("compaction.idle_runs"),
     )
 }
 
