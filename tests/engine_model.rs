@@ -11,7 +11,8 @@
 //!
 //! The compaction variant adds flushes, manual compactions of random key
 //! ranges (`Db::compact_range`) and scans, with tiny memtables, tables and
-//! level targets so that the background thread compacts on its own too,
+//! level targets so that the background thread compacts on its own too
+//! (by size and, between operations, the idle compaction),
 //! and snapshots that are held across flushes and compactions: reads
 //! through a snapshot must still see exactly its point in time, however
 //! the versions under it were merged. After every reopen (clean or after
@@ -207,6 +208,8 @@ impl Harness {
                     max_bytes_for_level_multiplier: 2,
                     num_levels: 5,
                     target_file_size_bytes: 1 << 10,
+                    // The idle compaction runs between operations too.
+                    idle_compaction_delay_ms: 5,
                     ..CompactionOptions::default()
                 },
                 ..opts
