@@ -42,11 +42,11 @@ pub struct CompactionOptions {
     pub hard_pending_compaction_bytes_limit: u64,
     /// Which file of an oversized level goes down first.
     pub file_priority: FilePriority,
-    /// When the writes pause (no flush or compaction installed for
-    /// `idle_compaction_delay_ms`) and the tables hold more than this many
-    /// times the bytes of the last level, the compaction thread compacts
-    /// everything above the last level into it, once per change of the
-    /// levels. `None`: never. Not in RocksDB (its nearest are periodic and
+    /// When the writes pause (no write, and no flush or compaction
+    /// installed, for `idle_compaction_delay_ms`) and the tables hold more
+    /// than this many times the bytes of the last level, the compaction
+    /// thread compacts everything above the last level into it, once per
+    /// change of the levels. `None`: never. Not in RocksDB (its nearest are periodic and
     /// universal compaction's size-amplification trigger).
     pub idle_space_amplification_max: Option<f64>,
     /// How long the levels must stay unchanged before the idle compaction.
