@@ -136,6 +136,16 @@ enum ClientOp {
     },
     /// Print PONG if the server answers.
     Ping,
+    /// Flush the memtables and compact the keys in [A, B] (both inclusive;
+    /// default: every key) down the levels; prints OK when done.
+    Compact {
+        /// First key (inclusive) [default: the first key].
+        #[arg(long, value_name = "A")]
+        start: Option<OsString>,
+        /// Last key (inclusive) [default: the last key].
+        #[arg(long, value_name = "B")]
+        end: Option<OsString>,
+    },
     /// Time series: add points, read ranges (raw or aggregated), list,
     /// delete, set retention and duplicate policy.
     Ts {
@@ -288,6 +298,21 @@ fn run_client(args: ClientArgs) -> ExitCode {
         },
         _ => None,
     };
+    // So is a compact range: its start may not sort after its end.
+    if let ClientOp::Compact {
+        start: Some(a),
+        end: Some(b),
+    } = &args.op
+    {
+        if a.as_bytes() > b.as_bytes() {
+            eprintln!(
+                "cityhall: compact: --start {} sorts after --end {}",
+                escape_bytes(a.as_bytes()),
+                escape_bytes(b.as_bytes())
+            );
+            return ExitCode::from(2);
+        }
+    }
     let mut client = match Client::connect_with(&args.addr, &options) {
         Ok(c) => c,
         Err(e) => return fail(&connect_message(&args.addr, &e)),
@@ -376,6 +401,13 @@ fn client_op(client: &mut Client, op: ClientOp, out: &mut impl Write) -> Result<
             client.ping()?;
             writeln!(out, "PONG")?;
         }
+        ClientOp::Compact { start, end } => {
+            client.compact(
+                start.as_ref().map(|s| s.as_bytes()),
+                end.as_ref().map(|e| e.as_bytes()),
+            )?;
+            writeln!(out, "OK")?;
+        }
         ClientOp::Ts { .. } => {
             return Err(OpError::Server(Error::InvalidArgument(
                 "a ts command reached the key-value path".into(),
@@ -394,6 +426,7 @@ fn op_name(op: &ClientOp) -> &'static str {
         ClientOp::Scan { .. } => "scan",
         ClientOp::Metrics { .. } => "metrics",
         ClientOp::Ping => "ping",
+        ClientOp::Compact { .. } => "compact",
         ClientOp::Ts { cmd } => ts_cli::command_name(cmd),
     }
 }

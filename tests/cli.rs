@@ -9,6 +9,7 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::process::Command;
 
+use cityhall::protocol::ScanRange;
 use server_support::{cli_at, free_port, stderr, stdout, Server, BIN};
 
 #[test]
@@ -311,4 +312,125 @@ fn config_file_sets_options_and_flags_win() {
         "{}",
         stderr(&o)
     );
+}
+
+fn gauge(m: &cityhall::metrics::MetricsSnapshot, name: &str) -> f64 {
+    match m.get(name) {
+        Some(cityhall::metrics::MetricValue::Gauge(g)) => *g,
+        other => panic!("{name}: not a gauge: {other:?}"),
+    }
+}
+
+fn counter(m: &cityhall::metrics::MetricsSnapshot, name: &str) -> u64 {
+    match m.get(name) {
+        Some(cityhall::metrics::MetricValue::Counter(n)) => *n,
+        other => panic!("{name}: not a counter: {other:?}"),
+    }
+}
+
+#[test]
+fn compact_prints_ok_and_leaves_one_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let mut c = server.client();
+    // Three rounds of the same keys, each flushed to its own L0 table by a
+    // compaction of an empty range, then deletes of a third of them.
+    for round in 0..3 {
+        for i in 0..300 {
+            c.put(
+                format!("k{i:04}").as_bytes(),
+                format!("v{round}.{i}").as_bytes(),
+            )
+            .unwrap();
+        }
+        c.compact(Some(b"zzz"), Some(b"zzz")).unwrap();
+    }
+    for i in (0..300).step_by(3) {
+        c.delete(format!("k{i:04}").as_bytes()).unwrap();
+    }
+    let before = c.metrics().unwrap();
+    assert!(gauge(&before, "level0.files") >= 1.0, "{before:?}");
+
+    let o = server.cli(&["compact", "--start", "k0100", "--end", "k0199"]);
+    assert_eq!(
+        (stdout(&o).as_str(), o.status.code()),
+        ("OK\n", Some(0)),
+        "{}",
+        stderr(&o)
+    );
+    let o = server.cli(&["compact"]);
+    assert_eq!(
+        (stdout(&o).as_str(), o.status.code()),
+        ("OK\n", Some(0)),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stderr(&o), "");
+
+    let after = c.metrics().unwrap();
+    assert!(counter(&after, "compaction.count") >= 1, "{after:?}");
+    let levels: Vec<f64> = (0..7)
+        .map(|l| gauge(&after, &format!("level{l}.files")))
+        .collect();
+    assert_eq!(levels[0], 0.0, "files per level after compact: {levels:?}");
+    assert_eq!(
+        levels.iter().filter(|&&n| n > 0.0).count(),
+        1,
+        "files per level after compact: {levels:?}"
+    );
+    // Nothing lost, nothing deleted comes back.
+    let o = server.cli(&["get", "k0001"]);
+    assert_eq!(stdout(&o), "VALUE v2.1\n");
+    let o = server.cli(&["get", "k0003"]);
+    assert_eq!(
+        (stdout(&o).as_str(), o.status.code()),
+        ("NOT_FOUND\n", Some(1))
+    );
+    let o = server.cli(&["scan", "--start", "k0000", "--end", "k0006"]);
+    assert_eq!(
+        stdout(&o),
+        "k0001\tv2.1\nk0002\tv2.2\nk0004\tv2.4\nk0005\tv2.5\n"
+    );
+    assert_eq!(
+        c.scan(ScanRange::Prefix(b"k"), usize::MAX).unwrap().len(),
+        200
+    );
+}
+
+#[test]
+fn compact_bad_range_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    // Checked by the command before it connects: a usage error.
+    let o = server.cli(&["compact", "--start", "b", "--end", "a"]);
+    assert_eq!((stdout(&o).as_str(), o.status.code()), ("", Some(2)));
+    assert_eq!(
+        stderr(&o),
+        "cityhall: compact: --start b sorts after --end a\n"
+    );
+    // And by the server, for clients that do not check.
+    let mut c = server.client();
+    let e = c.compact(Some(b"b"), Some(b"a")).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        cityhall::Error::InvalidArgument(
+            "compact range start \"b\" sorts after its end \"a\"".into()
+        )
+        .to_string()
+    );
+    // A bound over the key limit is named.
+    let key = "k".repeat(70_000);
+    let o = server.cli(&["compact", "--start", &key]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = stderr(&o);
+    assert!(err.starts_with("cityhall: compact failed: "), "{err}");
+    assert!(
+        err.contains("key of 70000 bytes exceeds key_size_bytes_max 65536"),
+        "{err}"
+    );
+    // The connection and the server go on.
+    c.put(b"a", b"1").unwrap();
+    let o = server.cli(&["compact", "--start", "a", "--end", "a"]);
+    assert_eq!((stdout(&o).as_str(), o.status.code()), ("OK\n", Some(0)));
+    assert_eq!(c.get(b"a").unwrap(), Some(b"1".to_vec()));
 }

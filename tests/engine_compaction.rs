@@ -129,3 +129,57 @@ fn deleting_everything_then_compacting_returns_the_space() {
         "{sst} bytes of table files left on disk"
     );
 }
+
+/// Once the writes pause, what L0 and the upper levels hold goes down to
+/// the last level by itself (the idle compaction), and the data is intact.
+#[test]
+fn idle_compaction_brings_space_amplification_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = small_options();
+    // L0 never fills by count here: only the idle compaction empties it.
+    opts.compaction.level0_file_num_compaction_trigger = 100;
+    opts.compaction.level0_slowdown_writes_trigger = 200;
+    opts.compaction.level0_stop_writes_trigger = 300;
+    opts.compaction.max_bytes_for_level_base = 1 << 30;
+    opts.compaction.idle_compaction_delay_ms = 50;
+    let db = Db::open(dir.path(), opts).unwrap();
+    let keys = 1000u32;
+    let write_round = |round: u32| {
+        let mut batch = WriteBatch::new();
+        for k in 0..keys {
+            batch.put(format!("key{k:06}").into_bytes(), value(k, round));
+        }
+        db.write(batch).unwrap();
+        db.flush().unwrap();
+    };
+    write_round(0);
+    db.compact_range(None, None).unwrap();
+    for round in 1..4 {
+        write_round(round);
+    }
+    // Three overwrites of everything in L0 over one version at the bottom.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while counter(&db, "compaction.idle_runs") == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no idle compaction; L0 holds {} files, space amplification {}",
+            gauge(&db, "level0.files"),
+            gauge(&db, "db.space_amplification")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(gauge(&db, "level0.files"), 0.0);
+    let amp = gauge(&db, "db.space_amplification");
+    assert!(
+        amp <= 1.2,
+        "space amplification {amp} after the idle compaction"
+    );
+    for k in (0..keys).step_by(97) {
+        let key = format!("key{k:06}").into_bytes();
+        assert_eq!(db.get(&key).unwrap(), Some(value(k, 3)));
+    }
+    // Done once: with nothing new written it does not run again.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(counter(&db, "compaction.idle_runs"), 1);
+    db.close().unwrap();
+}

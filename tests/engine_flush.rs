@@ -33,7 +33,8 @@
 //! interleaving of the flush thread with the log owner, so a failure that
 //! depends on which of them syncs first may need a few runs to reproduce.
 
-use std::collections::BTreeMap;
+mod model_support;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,25 +43,14 @@ use std::time::{Duration, Instant};
 use cityhall::io::plain::PlainFs;
 use cityhall::io::sim::{CrashMode, Op as FsOp, SimFs};
 use cityhall::io::Fs;
-use cityhall::metrics::MetricValue;
 use cityhall::wal::segment::parse_segment_name;
 use cityhall::{Db, Options, Snapshot, WriteBatch};
+use model_support::{
+    apply, check_db, check_snapshot, config, counter, fail, gauge, key, summary, to_batch, value,
+    BOp, Concrete, Model, DIR, KEYS, R,
+};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError};
-
-fn counter(db: &Db, name: &str) -> u64 {
-    match db.metrics().get(name) {
-        Some(MetricValue::Counter(n)) => *n,
-        other => panic!("{name}: not a counter: {other:?}"),
-    }
-}
-
-fn gauge(db: &Db, name: &str) -> f64 {
-    match db.metrics().get(name) {
-        Some(MetricValue::Gauge(g)) => *g,
-        other => panic!("{name}: not a gauge: {other:?}"),
-    }
-}
+use proptest::test_runner::TestCaseError;
 
 /// A small deterministic generator (xorshift64*).
 struct Rng(u64);
@@ -445,7 +435,7 @@ fn flush_deletes_covered_segments_and_reopen_recovers() {
         ..Options::default()
     };
     let db = Db::open(dir.path(), opts.clone()).unwrap();
-    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut model = Model::new();
     let mut rng = Rng(0xf1a5);
     let mut n = 0u64;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -521,31 +511,9 @@ fn flush_deletes_covered_segments_and_reopen_recovers() {
 // ---------------------------------------------------------------------------
 // (b) The model, with flushes, scans, snapshots and crashes inside flushes.
 
-const DIR: &str = "/db";
-const KEYS: u8 = 16;
 const MEMTABLE_BYTES: usize = 32 << 10;
 /// Filler written to force a flush.
 const FILLER_BYTES: usize = 1024;
-
-fn key(k: u8) -> Vec<u8> {
-    // "key1" is a prefix of "key10".."key15": ordering by user key matters.
-    format!("key{k}").into_bytes()
-}
-
-/// A value unique to `n` (for lengths of 8 and more).
-fn value(n: u64, len: usize) -> Vec<u8> {
-    let mut v: Vec<u8> = n.to_le_bytes().iter().copied().cycle().take(len).collect();
-    if let Some(last) = v.last_mut() {
-        *last ^= (len % 251) as u8;
-    }
-    v
-}
-
-#[derive(Clone, Debug)]
-enum BOp {
-    Put(u8, usize),
-    Del(u8),
-}
 
 /// How a crash is made to land inside a flush.
 #[derive(Clone, Copy, Debug)]
@@ -622,44 +590,6 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-/// A batch with its values chosen: (key, Some(value) | None for delete).
-type Concrete = Vec<(Vec<u8>, Option<Vec<u8>>)>;
-
-fn apply(model: &mut Model, ops: &Concrete) {
-    for (k, v) in ops {
-        match v {
-            Some(v) => model.insert(k.clone(), v.clone()),
-            None => model.remove(k),
-        };
-    }
-}
-
-fn to_batch(ops: &Concrete) -> WriteBatch {
-    let mut b = WriteBatch::new();
-    for (k, v) in ops {
-        match v {
-            Some(v) => b.put(k.clone(), v.clone()),
-            None => b.delete(k.clone()),
-        };
-    }
-    b
-}
-
-/// A value as "#n/len": `n` is the write that made it (see `value`).
-fn show(v: &[u8]) -> String {
-    match v.get(..8) {
-        Some(b) => format!("#{}/{}", u64::from_le_bytes(b.try_into().unwrap()), v.len()),
-        None => format!("{:?}", v),
-    }
-}
-
-fn summary(m: &Model) -> Vec<(String, String)> {
-    m.iter()
-        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), show(v)))
-        .collect()
-}
-
 struct Harness {
     seed: u64,
     sim: SimFs,
@@ -673,12 +603,6 @@ struct Harness {
     step: usize,
     /// Live snapshots with the model as of each.
     snapshots: Vec<(Snapshot, Model)>,
-}
-
-type R = Result<(), TestCaseError>;
-
-fn fail<T>(msg: String) -> Result<T, TestCaseError> {
-    Err(TestCaseError::fail(msg))
 }
 
 impl Harness {
@@ -736,36 +660,7 @@ impl Harness {
     }
 
     fn check_dir(&mut self) -> R {
-        let dir = Path::new(DIR);
-        let number = cityhall::manifest::read_current(&self.sim, dir)
-            .map_err(|e| TestCaseError::fail(format!("{}: CURRENT: {e}", self.ctx())))?
-            .unwrap_or(0);
-        let state = cityhall::manifest::recover(&self.sim, dir, number)
-            .map_err(|e| TestCaseError::fail(format!("{}: manifest: {e}", self.ctx())))?;
-        let ssts: Vec<u64> = self
-            .sim
-            .list(dir)
-            .unwrap()
-            .iter()
-            .filter_map(|n| n.strip_suffix(".sst")?.parse().ok())
-            .collect();
-        let named: Vec<u64> = state.tables.keys().copied().collect();
-        prop_assert!(
-            ssts == named,
-            "{}: after open the directory holds tables {:?}, the manifest names {:?}",
-            self.ctx(),
-            ssts,
-            named
-        );
-        let report = cityhall::check::check_dir(&self.sim, dir);
-        prop_assert!(
-            report.ok() && report.notes.is_empty(),
-            "{}: check after open: problems {:?}, notes {:?}",
-            self.ctx(),
-            report.problems,
-            report.notes
-        );
-        Ok(())
+        model_support::check_dir(&self.sim, &format!("{} after open", self.ctx()))
     }
 
     fn concrete(&mut self, ops: &[BOp]) -> Concrete {
@@ -821,37 +716,12 @@ impl Harness {
     }
 
     fn check_all(&self, what: &str) -> R {
-        let db = self.db();
-        for k in 0..KEYS {
-            let got = db.get(&key(k)).unwrap();
-            let want = self.model.get(&key(k)).cloned();
-            prop_assert!(
-                got == want,
-                "{} {what}: key{k}: got {:?}, model {:?}",
-                self.ctx(),
-                got.as_deref().map(show),
-                want.as_deref().map(show)
-            );
-        }
-        let scan = db.scan(b"", None, usize::MAX).unwrap();
-        let want: Vec<(Vec<u8>, Vec<u8>)> = self
-            .model
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        prop_assert!(
-            scan == want,
-            "{} {what}: full scan differs from the model",
-            self.ctx()
-        );
-        prop_assert_eq!(
-            db.last_sequence(),
+        check_db(
+            self.db(),
+            &self.model,
             self.seq,
-            "{} {}: last sequence",
-            self.ctx(),
-            what
-        );
-        Ok(())
+            &format!("{} {what}", self.ctx()),
+        )
     }
 
     fn dump(&self) -> Model {
@@ -924,32 +794,7 @@ impl Harness {
             return Ok(());
         }
         let (snap, model) = &self.snapshots[i % self.snapshots.len()];
-        for k in 0..KEYS {
-            let got = snap.get(&key(k)).unwrap();
-            prop_assert!(
-                got.as_ref() == model.get(&key(k)),
-                "{}: snapshot at {}: key{}: got {:?}, then {:?}",
-                self.ctx(),
-                snap.sequence(),
-                k,
-                got.as_deref().map(show),
-                model.get(&key(k)).map(|v| show(v))
-            );
-        }
-        let scan = snap.scan(b"", None, usize::MAX).unwrap();
-        let want: Vec<(Vec<u8>, Vec<u8>)> =
-            model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        prop_assert!(
-            scan == want,
-            "{}: snapshot scan at {}: got {:?}, want {:?}",
-            self.ctx(),
-            snap.sequence(),
-            scan.iter()
-                .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.len()))
-                .collect::<Vec<_>>(),
-            summary(model)
-        );
-        Ok(())
+        check_snapshot(snap, model, &self.ctx())
     }
 
     fn reopen(&mut self) -> R {
@@ -1124,20 +969,6 @@ fn run_case(seed: u64, ops: &[Op]) -> R {
     }
     // A last crash must not lose anything either.
     h.crash_reopen(CrashMode::DropUnsynced)
-}
-
-fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(64);
-    Config {
-        cases,
-        failure_persistence: None,
-        // Shrinking a failure re-runs cases with real threads: bound it.
-        max_shrink_time: 5_000,
-        ..Config::default()
-    }
 }
 
 proptest! {

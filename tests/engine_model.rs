@@ -9,44 +9,36 @@
 //! durability every acknowledged write must survive a crash, and a write
 //! that was in flight must be all there or not at all.
 //!
+//! The compaction variant adds flushes, manual compactions of random key
+//! ranges (`Db::compact_range`) and scans, with tiny memtables, tables and
+//! level targets so that the background thread compacts on its own too
+//! (by size and, between operations, the idle compaction),
+//! and snapshots that are held across flushes and compactions: reads
+//! through a snapshot must still see exactly its point in time, however
+//! the versions under it were merged. After every reopen (clean or after
+//! a crash, wherever the compaction was) the directory is checked: the
+//! manifest names exactly the tables there are, and `cityhall check`
+//! finds the levels sorted and disjoint.
+//!
 //! On failure proptest prints the shrunk `seed` and `ops`; every assertion
 //! message carries the seed and the index of the failing operation. Cases:
 //! 64 by default, `PROPTEST_CASES` overrides.
 
-use std::collections::BTreeMap;
+mod model_support;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cityhall::compaction::CompactionOptions;
 use cityhall::io::sim::{CrashMode, Op as FsOp, SimFs};
-use cityhall::{Db, Error, Options, WriteBatch};
+use cityhall::{Db, Error, Options, Snapshot};
+use model_support::{
+    apply, check_db, check_dir, check_snapshot, config, gauge, key, summary, to_batch, value, BOp,
+    Concrete, Model, DIR, KEYS, R,
+};
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestCaseError};
-
-const DIR: &str = "/db";
-const KEYS: u8 = 16;
-
-fn key(k: u8) -> Vec<u8> {
-    // "key1" is a prefix of "key10".."key15": ordering by user key matters.
-    format!("key{k}").into_bytes()
-}
-
-/// A value unique to `n` (for lengths of 8 and more).
-fn value(n: u64, len: usize) -> Vec<u8> {
-    let mut v: Vec<u8> = n.to_le_bytes().iter().copied().cycle().take(len).collect();
-    if let Some(last) = v.last_mut() {
-        *last ^= (len % 251) as u8;
-    }
-    v
-}
-
-/// One operation of a batch: a put of a value of the given length, or a
-/// delete.
-#[derive(Clone, Debug)]
-enum BOp {
-    Put(u8, usize),
-    Del(u8),
-}
+use proptest::test_runner::TestCaseError;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -72,6 +64,17 @@ enum Op {
         spin: u32,
         mode: CrashMode,
     },
+    /// Flush the memtables (`Db::flush`).
+    Flush,
+    /// Compact keys `[start, end]` (`None`: unbounded), then check every
+    /// live snapshot.
+    Compact(Option<u8>, Option<u8>),
+    /// Scan keys `start..end` (no end: to the last) with a limit.
+    Scan(u8, Option<u8>, usize),
+    /// Take a snapshot (at most four are kept).
+    TakeSnapshot,
+    /// Read every key and a full scan through the i-th live snapshot.
+    ReadSnapshot(usize),
 }
 
 fn value_len() -> impl Strategy<Value = usize> {
@@ -109,16 +112,42 @@ struct Variant {
     small_memtable: bool,
     /// Prepare segments on the background thread (not deterministic).
     background: bool,
+    /// Flushes, compactions, scans and snapshots, with tiny tables and
+    /// levels.
+    compaction: bool,
 }
 
 const SEQUENTIAL: Variant = Variant {
     concurrent: false,
     small_memtable: false,
     background: false,
+    compaction: false,
 };
+
+/// Keys `[a, b]`, either bound maybe open; `a <= b` when both are given.
+fn key_range() -> impl Strategy<Value = (Option<u8>, Option<u8>)> {
+    (prop::option::of(0..KEYS), prop::option::of(0..KEYS)).prop_map(|(a, b)| match (a, b) {
+        (Some(a), Some(b)) if key(a) > key(b) => (Some(b), Some(a)),
+        other => other,
+    })
+}
+
+/// The steps of the compaction variant (one arm of [`op`]: a weight of 0
+/// is refused in a union of more than ten arms).
+fn compaction_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => Just(Op::Flush),
+        4 => key_range().prop_map(|(a, b)| Op::Compact(a, b)),
+        2 => (0..KEYS, prop::option::of(0..KEYS), 1usize..20)
+            .prop_map(|(s, e, l)| Op::Scan(s, e, l)),
+        3 => Just(Op::TakeSnapshot),
+        3 => (0usize..4).prop_map(Op::ReadSnapshot),
+    ]
+}
 
 fn op(v: Variant) -> impl Strategy<Value = Op> {
     let concurrent_weight = if v.concurrent { 3 } else { 0 };
+    let compaction_weight = if v.compaction { 15 } else { 0 };
     prop_oneof![
         10 => (0..KEYS, value_len()).prop_map(|(k, l)| Op::Put(k, l)),
         3 => (0..KEYS).prop_map(Op::Delete),
@@ -129,31 +158,8 @@ fn op(v: Variant) -> impl Strategy<Value = Op> {
         1 => (batch(), crash_mode()).prop_map(|(b, m)| Op::FailedSync(b, m)),
         concurrent_weight => (prop::collection::vec(batch(), 1..12), 0usize..100, 0u32..300, crash_mode())
             .prop_map(|(batches, acks_pct, spin, mode)| Op::ConcurrentCrash { batches, acks_pct, spin, mode }),
+        compaction_weight => compaction_op(),
     ]
-}
-
-type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-/// A batch with its values chosen: (key, Some(value) | None for delete).
-type Concrete = Vec<(Vec<u8>, Option<Vec<u8>>)>;
-
-fn apply(model: &mut Model, ops: &Concrete) {
-    for (k, v) in ops {
-        match v {
-            Some(v) => model.insert(k.clone(), v.clone()),
-            None => model.remove(k),
-        };
-    }
-}
-
-fn to_batch(ops: &Concrete) -> WriteBatch {
-    let mut b = WriteBatch::new();
-    for (k, v) in ops {
-        match v {
-            Some(v) => b.put(k.clone(), v.clone()),
-            None => b.delete(k.clone()),
-        };
-    }
-    b
 }
 
 struct Harness {
@@ -168,9 +174,10 @@ struct Harness {
     counter: u64,
     /// Index of the operation being run, for messages.
     step: usize,
+    variant: Variant,
+    /// Live snapshots with the model as of each.
+    snapshots: Vec<(Snapshot, Model)>,
 }
-
-type R = Result<(), TestCaseError>;
 
 impl Harness {
     fn new(seed: u64, v: Variant) -> Result<Self, TestCaseError> {
@@ -191,6 +198,25 @@ impl Harness {
             immutable_memtables_max: if v.small_memtable { 100_000 } else { 2 },
             ..Options::default()
         };
+        let opts = if v.compaction {
+            Options {
+                memtable_size_bytes_max: 2 << 10,
+                immutable_memtables_max: 100_000,
+                compaction: CompactionOptions {
+                    level0_file_num_compaction_trigger: 2,
+                    max_bytes_for_level_base: 4 << 10,
+                    max_bytes_for_level_multiplier: 2,
+                    num_levels: 5,
+                    target_file_size_bytes: 1 << 10,
+                    // The idle compaction runs between operations too.
+                    idle_compaction_delay_ms: 5,
+                    ..CompactionOptions::default()
+                },
+                ..opts
+            }
+        } else {
+            opts
+        };
         let mut h = Harness {
             seed,
             sim,
@@ -200,6 +226,8 @@ impl Harness {
             seq: 0,
             counter: 0,
             step: 0,
+            variant: v,
+            snapshots: Vec::new(),
         };
         h.open()?;
         Ok(h)
@@ -216,6 +244,18 @@ impl Harness {
     }
 
     fn open(&mut self) -> R {
+        if self.variant.compaction {
+            // Open once so recovery runs and cleans up, close (background
+            // compaction would otherwise change the files while they are
+            // checked), check, then open for the next operations.
+            if let Err(e) = Db::open(DIR, self.opts.clone()).and_then(|db| db.close()) {
+                return Err(TestCaseError::fail(format!(
+                    "{}: open failed: {e}",
+                    self.ctx()
+                )));
+            }
+            check_dir(&self.sim, &format!("{} after open", self.ctx()))?;
+        }
         match Db::open(DIR, self.opts.clone()) {
             Ok(db) => {
                 self.db = Some(db);
@@ -253,28 +293,14 @@ impl Harness {
         Ok(())
     }
 
-    /// Every key and the sequence agree with the model.
+    /// Every key, a full scan and the sequence agree with the model.
     fn check_all(&self, what: &str) -> R {
-        let db = self.db();
-        for k in 0..KEYS {
-            let got = db.get(&key(k)).unwrap();
-            let want = self.model.get(&key(k)).cloned();
-            prop_assert!(
-                got == want,
-                "{} {what}: key{k}: got {:?}, model {:?}",
-                self.ctx(),
-                got.as_ref().map(Vec::len),
-                want.as_ref().map(Vec::len)
-            );
-        }
-        prop_assert_eq!(
-            db.last_sequence(),
+        check_db(
+            self.db(),
+            &self.model,
             self.seq,
-            "{} {}: last sequence",
-            self.ctx(),
-            what
-        );
-        Ok(())
+            &format!("{} {what}", self.ctx()),
+        )
     }
 
     fn dump(&self) -> Model {
@@ -322,6 +348,7 @@ impl Harness {
     }
 
     fn reopen(&mut self) -> R {
+        self.snapshots.clear();
         let db = self.db.take().expect("open");
         if let Err(e) = db.close() {
             return Err(TestCaseError::fail(format!(
@@ -335,6 +362,7 @@ impl Harness {
     }
 
     fn crash_reopen(&mut self, mode: CrashMode) -> R {
+        self.snapshots.clear();
         self.sim.crash(mode);
         drop(self.db.take());
         self.open()?;
@@ -342,6 +370,7 @@ impl Harness {
     }
 
     fn failed_sync(&mut self, ops: &[BOp], mode: CrashMode) -> R {
+        self.snapshots.clear();
         let c = self.concrete(ops);
         let before = self.dump();
         self.sim.fail_always(FsOp::Sync);
@@ -380,6 +409,7 @@ impl Harness {
         spin: u32,
         mode: CrashMode,
     ) -> R {
+        self.snapshots.clear();
         let concrete: Vec<Concrete> = batches.iter().map(|b| self.concrete(b)).collect();
         let acks = concrete.len() * acks_pct / 100;
         let acked = Arc::new(AtomicUsize::new(0));
@@ -445,6 +475,80 @@ impl Harness {
         self.check_all("after power cut under load")
     }
 
+    fn flush(&mut self) -> R {
+        if let Err(e) = self.db().flush() {
+            return Err(TestCaseError::fail(format!(
+                "{}: flush failed: {e}",
+                self.ctx()
+            )));
+        }
+        self.check_all("after a flush")
+    }
+
+    fn compact(&mut self, start: Option<u8>, end: Option<u8>) -> R {
+        let (s, e) = (start.map(key), end.map(key));
+        if let Err(e) = self.db().compact_range(s.as_deref(), e.as_deref()) {
+            return Err(TestCaseError::fail(format!(
+                "{}: compact_range failed: {e}",
+                self.ctx()
+            )));
+        }
+        self.check_all("after compact_range")?;
+        for i in 0..self.snapshots.len() {
+            self.read_snapshot(i)?;
+        }
+        // Everything compacted (and nothing written since): L0 is empty.
+        if start.is_none() && end.is_none() {
+            let l0 = gauge(self.db(), "level0.files");
+            prop_assert!(
+                l0 == 0.0,
+                "{}: {} L0 files after compacting everything",
+                self.ctx(),
+                l0
+            );
+        }
+        Ok(())
+    }
+
+    fn scan(&self, start: u8, end: Option<u8>, limit: usize) -> R {
+        let (s, e) = (key(start), end.map(key));
+        let got = self.db().scan(&s, e.as_deref(), limit).unwrap();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = self
+            .model
+            .range(s.clone()..)
+            .filter(|(k, _)| e.as_ref().is_none_or(|e| *k < e))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        prop_assert!(
+            got == want,
+            "{}: scan {:?}..{:?} limit {}: got {} pairs, want {}",
+            self.ctx(),
+            String::from_utf8_lossy(&s),
+            e.as_ref().map(|e| String::from_utf8_lossy(e).into_owned()),
+            limit,
+            got.len(),
+            want.len()
+        );
+        Ok(())
+    }
+
+    fn take_snapshot(&mut self) {
+        if self.snapshots.len() == 4 {
+            self.snapshots.remove(0);
+        }
+        let snap = self.db().snapshot();
+        self.snapshots.push((snap, self.model.clone()));
+    }
+
+    fn read_snapshot(&self, i: usize) -> R {
+        if self.snapshots.is_empty() {
+            return Ok(());
+        }
+        let (snap, model) = &self.snapshots[i % self.snapshots.len()];
+        check_snapshot(snap, model, &self.ctx())
+    }
+
     fn run(&mut self, op: &Op) -> R {
         match op {
             Op::Put(k, len) => self.write(&[BOp::Put(*k, *len)]),
@@ -469,14 +573,16 @@ impl Harness {
                 spin,
                 mode,
             } => self.concurrent_crash(batches, *acks_pct, *spin, *mode),
+            Op::Flush => self.flush(),
+            Op::Compact(a, b) => self.compact(*a, *b),
+            Op::Scan(s, e, l) => self.scan(*s, *e, *l),
+            Op::TakeSnapshot => {
+                self.take_snapshot();
+                Ok(())
+            }
+            Op::ReadSnapshot(i) => self.read_snapshot(*i),
         }
     }
-}
-
-fn summary(m: &Model) -> Vec<(String, usize)> {
-    m.iter()
-        .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.len()))
-        .collect()
 }
 
 /// A case that hangs (a write never acknowledged, a close that never
@@ -527,22 +633,11 @@ fn run_case(seed: u64, ops: &[Op], v: Variant) -> R {
     h.step = ops.len();
     watchdog.step.store(ops.len(), Ordering::SeqCst);
     h.check_all("at the end")?;
+    for i in 0..h.snapshots.len() {
+        h.read_snapshot(i)?;
+    }
     // A last crash must not lose anything either.
     h.crash_reopen(CrashMode::TearLastWrite)
-}
-
-fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(64);
-    Config {
-        cases,
-        // Shrunk failures are printed (seed and ops) rather than written
-        // next to the sources.
-        failure_persistence: None,
-        ..Config::default()
-    }
 }
 
 proptest! {
@@ -572,6 +667,17 @@ proptest! {
         ops in prop::collection::vec(op(Variant { background: true, ..SEQUENTIAL }), 1..60),
     ) {
         run_case(seed, &ops, Variant { background: true, ..SEQUENTIAL })?;
+    }
+
+    /// Flushes, manual compactions of random ranges and automatic ones
+    /// (tiny tables and levels), scans, and snapshots held across them,
+    /// with reopens, crashes and failed syncs.
+    #[test]
+    fn model_with_compactions(
+        seed in any::<u64>(),
+        ops in prop::collection::vec(op(Variant { compaction: true, ..SEQUENTIAL }), 1..60),
+    ) {
+        run_case(seed, &ops, Variant { compaction: true, ..SEQUENTIAL })?;
     }
 
     /// Power cuts while a second thread writes: each batch in flight is

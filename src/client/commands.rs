@@ -133,6 +133,15 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Flushes the server's memtables and compacts the user keys in
+    /// `[start, end]` (both inclusive, `None`: unbounded) down the levels;
+    /// returns when the server is done, like `ldb compact`.
+    pub fn compact(&mut self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<()> {
+        expect_ok(self.call(&Request::Compact { start, end })?)
+    }
+}
+
 fn expect_ok(resp: Response) -> Result<()> {
     match resp {
         Response::Ok => Ok(()),

@@ -79,6 +79,6 @@ pub use job::{run_compaction, table_file_name, CompactionOutput};
 pub use options::{CompactionOptions, FilePriority};
 pub use picker::{manual_range, pick_compaction, ManualStep};
 pub use plan::{CompactionPlan, CompactionReason, LevelInputs};
-pub use sizing::{level_scores, level_targets, LevelTargets};
+pub use sizing::{base_bytes, level_scores, level_targets, space_amplification, LevelTargets};
 pub use snapshot::{InFlight, KeyRange, LevelsSnapshot, TableDesc};
 pub use stall::{pending_compaction_bytes, write_stall, StallDecision};

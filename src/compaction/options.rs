@@ -42,6 +42,15 @@ pub struct CompactionOptions {
     pub hard_pending_compaction_bytes_limit: u64,
     /// Which file of an oversized level goes down first.
     pub file_priority: FilePriority,
+    /// When the writes pause (no write, and no flush or compaction
+    /// installed, for `idle_compaction_delay_ms`) and the tables hold more
+    /// than this many times the bytes of the last level, the compaction
+    /// thread compacts everything above the last level into it, once per
+    /// change of the levels. `None`: never. Not in RocksDB (its nearest are periodic and
+    /// universal compaction's size-amplification trigger).
+    pub idle_space_amplification_max: Option<f64>,
+    /// How long the levels must stay unchanged before the idle compaction.
+    pub idle_compaction_delay_ms: u64,
 }
 
 impl Default for CompactionOptions {
@@ -58,6 +67,8 @@ impl Default for CompactionOptions {
             soft_pending_compaction_bytes_limit: 64 << 30,
             hard_pending_compaction_bytes_limit: 256 << 30,
             file_priority: FilePriority::default(),
+            idle_space_amplification_max: Some(1.2),
+            idle_compaction_delay_ms: 1_000,
         }
     }
 }

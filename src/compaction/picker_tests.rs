@@ -221,6 +221,54 @@ fn dynamic_targets_follow_the_bottom_level() {
 }
 
 #[test]
+fn small_databases_keep_upper_levels_to_a_tenth_of_the_last() {
+    let opts = CompactionOptions::default();
+    // 95 MiB at the bottom: under 10 x the 64 MiB base, so the floor of
+    // the targets (and L0's size trigger) is a tenth of the bottom.
+    let mut levels = vec![Vec::new(); 7];
+    levels[6] = vec![t(1, 95 * MIB, "a", "z")];
+    let s = LevelsSnapshot::new(levels.clone());
+    assert_eq!(base_bytes(&s, &opts), 95 * MIB / 10);
+    let tg = level_targets(&s, &opts);
+    assert_eq!(tg.base_level, 5);
+    assert_eq!(tg.max_bytes(5), 95 * MIB / 10);
+
+    // A 30 MiB flush in L0 overfills that share: once L0 is due, it goes
+    // straight to the bottom (L5 is empty).
+    levels[0] = vec![t(2, 30 * MIB, "c", "x")];
+    let s = LevelsSnapshot::new(levels.clone());
+    let tg = level_targets(&s, &opts);
+    assert_eq!(tg.base_level, 6);
+    assert_eq!(tg.max_bytes(5), u64::MAX);
+    let scores = level_scores(&s, &InFlight::default(), &opts, &tg);
+    assert!((scores[0] - 30.0 / 64.0).abs() < 0.01, "{scores:?}");
+    assert_eq!(pick_compaction(&s, &InFlight::default(), &opts), None);
+    levels[0].push(t(4, 40 * MIB, "b", "y"));
+    let s = LevelsSnapshot::new(levels.clone());
+    let plan = pick_compaction(&s, &InFlight::default(), &opts).unwrap();
+    assert_eq!(plan.output_level, 6);
+    let mut inputs = numbers(&plan);
+    inputs.sort_unstable();
+    assert_eq!(inputs, vec![1, 2, 4]);
+
+    // Data left in L5 drains down: its target is the same tenth.
+    levels[0].clear();
+    levels[5] = vec![t(3, 20 * MIB, "c", "x")];
+    let s = LevelsSnapshot::new(levels);
+    let tg = level_targets(&s, &opts);
+    assert_eq!(tg.base_level, 5);
+    let plan = pick_compaction(&s, &InFlight::default(), &opts).unwrap();
+    assert_eq!((plan.input_level, plan.output_level), (5, 6));
+
+    // Static sizing keeps the configured base.
+    let stat = CompactionOptions {
+        level_compaction_dynamic_level_bytes: false,
+        ..opts
+    };
+    assert_eq!(base_bytes(&s, &stat), 64 * MIB);
+}
+
+#[test]
 fn write_stall_follows_level0_and_pending_bytes() {
     let opts = static_opts();
     let l0 = |n: u64| {

@@ -24,6 +24,20 @@
 //!    one above, never below `base_max`. Levels above the base are empty,
 //!    have no target, and L0 compacts into the base level.
 //!
+//! **Small databases** (dynamic sizing, the largest level under
+//! `multiplier` x `max_bytes_for_level_base`; RocksDB differs here):
+//! `max_bytes_for_level_base` is replaced in the rule above by
+//! [`base_bytes`], a `1/multiplier` share of the largest level, so no
+//! level above the last is allowed more than about a tenth of the data.
+//! Without this a database of 100 MB keeps up to 64 MB (the base floor) in
+//! a level above the last: space amplification near 1.7 before L0 is
+//! counted. And when the base level is empty and L0 alone holds more than
+//! that share, L0 compacts straight into the first non-empty level (rather
+//! than into the base level and, at once, from there down: the same data
+//! written twice). L0's own triggers are unchanged (a compaction per
+//! flush would rewrite the whole database each time); what L0 holds when
+//! the writes stop goes down by the idle compaction (`db/compact.rs`).
+//!
 //! **Scores**: L0 = max(files / `level0_file_num_compaction_trigger`,
 //! bytes / `max_bytes_for_level_base`); Ln = bytes / target. Tables already
 //! being compacted are not counted. The last level has no score. A level
@@ -55,14 +69,33 @@ pub fn levels_in_use(snap: &LevelsSnapshot, opts: &CompactionOptions) -> usize {
     opts.num_levels.max(snap.levels.len()).max(2)
 }
 
+/// The bytes of the largest level below L0.
+fn max_level_bytes(snap: &LevelsSnapshot, n: usize) -> u64 {
+    (1..n).map(|l| snap.level_bytes(l)).max().unwrap_or(0)
+}
+
+/// `max_bytes_for_level_base`, or, with dynamic sizing in a database whose
+/// largest level holds less than `multiplier` times that, a
+/// `1/multiplier` share of the largest level (at least 1 byte): the floor
+/// of level targets.
+pub fn base_bytes(snap: &LevelsSnapshot, opts: &CompactionOptions) -> u64 {
+    let base = opts.max_bytes_for_level_base.max(1);
+    if !opts.level_compaction_dynamic_level_bytes {
+        return base;
+    }
+    match max_level_bytes(snap, levels_in_use(snap, opts)) {
+        0 => base,
+        max => base.min((max / opts.multiplier()).max(1)),
+    }
+}
+
 /// Computes the targets (see the module docs for the rule).
 pub fn level_targets(snap: &LevelsSnapshot, opts: &CompactionOptions) -> LevelTargets {
     let n = levels_in_use(snap, opts);
     let mult = opts.multiplier();
-    let base_bytes = opts.max_bytes_for_level_base.max(1);
     let mut max_bytes = vec![u64::MAX; n];
     if !opts.level_compaction_dynamic_level_bytes {
-        let mut size = base_bytes;
+        let mut size = opts.max_bytes_for_level_base.max(1);
         for slot in max_bytes.iter_mut().skip(1) {
             *slot = size;
             size = size.saturating_mul(mult);
@@ -73,7 +106,9 @@ pub fn level_targets(snap: &LevelsSnapshot, opts: &CompactionOptions) -> LevelTa
         };
     }
     let sizes: Vec<u64> = (0..n).map(|l| snap.level_bytes(l)).collect();
-    let max_level_size = sizes.iter().skip(1).copied().max().unwrap_or(0);
+    let max_level_size = max_level_bytes(snap, n);
+    let base_floor = base_bytes(snap, opts);
+    let small = base_floor < opts.max_bytes_for_level_base;
     let first_non_empty = (1..n).find(|&l| sizes.get(l).is_some_and(|&s| s > 0));
     let Some(first) = first_non_empty.filter(|_| max_level_size > 0) else {
         return LevelTargets {
@@ -81,7 +116,7 @@ pub fn level_targets(snap: &LevelsSnapshot, opts: &CompactionOptions) -> LevelTa
             max_bytes,
         };
     };
-    let base_max = base_bytes.max(sizes.first().copied().unwrap_or(0));
+    let base_max = base_floor.max(sizes.first().copied().unwrap_or(0));
     let base_min = base_max / mult;
     let mut size = max_level_size;
     for _ in first..n - 1 {
@@ -111,6 +146,17 @@ pub fn level_targets(snap: &LevelsSnapshot, opts: &CompactionOptions) -> LevelTa
         }
         *slot = level_size.max(base_max);
     }
+    // A small database whose base level is empty: L0 goes straight to the
+    // first level holding data when it alone would overfill the base.
+    let l0_bytes = sizes.first().copied().unwrap_or(0);
+    let base_level = if small && base_level < first && l0_bytes > base_floor {
+        for slot in max_bytes.iter_mut().take(first) {
+            *slot = u64::MAX;
+        }
+        first
+    } else {
+        base_level
+    };
     LevelTargets {
         base_level,
         max_bytes,
@@ -151,4 +197,19 @@ pub fn level_scores(
         };
     }
     scores
+}
+
+/// All table bytes over the bytes of the deepest non-empty level (1.0 for
+/// an empty database or one whose data is all in L0): RocksDB's estimate
+/// of space amplification, which is exact once the deepest level holds one
+/// version of every live key.
+pub fn space_amplification(snap: &LevelsSnapshot) -> f64 {
+    let sizes: Vec<u64> = (0..snap.levels.len())
+        .map(|l| snap.level_bytes(l))
+        .collect();
+    let total: u64 = sizes.iter().sum();
+    match sizes.iter().rev().find(|&&b| b > 0) {
+        Some(&last) if last > 0 => total as f64 / last as f64,
+        _ => 1.0,
+    }
 }

@@ -16,6 +16,17 @@
 //! After each install the write-stall state is recomputed from the shape
 //! of the levels (L0 file count, pending compaction bytes), and stalled
 //! writers are woken. A failure poisons the database.
+//!
+//! **Idle compaction.** When no level needs compaction, nothing was
+//! written and nothing installed (by a flush or a compaction) for
+//! `idle_compaction_delay_ms`, and the tables hold more than
+//! `idle_space_amplification_max` times the last level's bytes, the thread
+//! compacts everything above the last level into it (as `compact_range`
+//! of all keys), at most once per change of the levels: what L0 and the
+//! upper levels hold when the writes stop does not stay there, so space
+//! amplification comes back to ~1.0 without rewriting the last level on
+//! every flush while the writes go on. (The thread looks at least every
+//! 500 ms, so the delay is met within half a second.)
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
@@ -25,8 +36,8 @@ use super::flush::table_name;
 use super::version::Version;
 use super::Shared;
 use crate::compaction::{
-    manual_range, pick_compaction, run_compaction, write_stall, CompactionPlan, InFlight,
-    LevelsSnapshot, ManualStep, StallDecision,
+    manual_range, pick_compaction, run_compaction, space_amplification, write_stall,
+    CompactionPlan, InFlight, LevelsSnapshot, ManualStep, StallDecision,
 };
 use crate::error::{Error, Result};
 use crate::io::OpenOptions;
@@ -40,6 +51,15 @@ pub(crate) struct CompactState {
     pointers: Vec<Vec<u8>>,
     /// Replaced tables waiting until no reader holds them.
     obsolete: Vec<Arc<Table>>,
+    /// Versions installed so far, and when the last one was.
+    installs: u64,
+    last_install: Option<Instant>,
+    /// `installs` when the last idle compaction ended (none is due until
+    /// the levels change again).
+    idle_done_at: Option<u64>,
+    /// The writes counter as last seen, and since when it has not moved.
+    writes_seen: u64,
+    writes_quiet_since: Option<Instant>,
 }
 
 /// Write-stall states, as stored in `Shared::stall`.
@@ -70,7 +90,9 @@ impl Shared {
         };
         *self.version.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(v);
         self.stall.store(stall, Ordering::Release);
-        let _g = self.compact.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.compact.lock().unwrap_or_else(|p| p.into_inner());
+        g.installs += 1;
+        g.last_install = Some(Instant::now());
         self.compact_cv.notify_all();
     }
 
@@ -128,10 +150,37 @@ impl Shared {
     }
 }
 
+/// What the compaction thread does next.
+enum Work {
+    Plan(CompactionPlan),
+    Idle,
+}
+
+/// Whether an idle compaction is due (see the module docs).
+fn idle_compaction_due(shared: &Shared, st: &mut CompactState, snap: &LevelsSnapshot) -> bool {
+    let opts = &shared.opts.compaction;
+    let Some(max) = opts.idle_space_amplification_max else {
+        return false;
+    };
+    let now = Instant::now();
+    let writes = shared.metrics.writes.get();
+    if writes != st.writes_seen || st.writes_quiet_since.is_none() {
+        st.writes_seen = writes;
+        st.writes_quiet_since = Some(now);
+    }
+    let delay = Duration::from_millis(opts.idle_compaction_delay_ms);
+    let quiet = |since: Option<Instant>| since.is_none_or(|t| now.duration_since(t) >= delay);
+    quiet(st.writes_quiet_since)
+        && quiet(st.last_install)
+        && st.in_flight.is_empty()
+        && st.idle_done_at != Some(st.installs)
+        && space_amplification(snap) > max
+}
+
 /// The background compaction thread. Returns on close or failure.
 pub(crate) fn compaction_thread(shared: Arc<Shared>) {
     loop {
-        let plan = {
+        let work = {
             let mut st = shared.lock_compact();
             loop {
                 if shared.closing.load(Ordering::Acquire) || shared.poisoned().is_some() {
@@ -141,13 +190,30 @@ pub(crate) fn compaction_thread(shared: Arc<Shared>) {
                 let snap = shared.levels_snapshot(&version, &st.pointers);
                 if let Some(plan) = pick_compaction(&snap, &st.in_flight, &shared.opts.compaction) {
                     st.in_flight.add(&plan);
-                    break plan;
+                    break Work::Plan(plan);
+                }
+                if idle_compaction_due(&shared, &mut st, &snap) {
+                    break Work::Idle;
                 }
                 st = shared
                     .compact_cv
                     .wait_timeout(st, Duration::from_millis(500))
                     .map(|(g, _)| g)
                     .unwrap_or_else(|p| p.into_inner().0);
+            }
+        };
+        let plan = match work {
+            Work::Plan(plan) => plan,
+            Work::Idle => {
+                // Fails only on close or poison (which it has set itself).
+                if compact_range(&shared, None, None).is_err() {
+                    shared.notify_mem();
+                    return;
+                }
+                shared.metrics.compaction_idle_runs.inc();
+                let mut st = shared.lock_compact();
+                st.idle_done_at = Some(st.installs);
+                continue;
             }
         };
         let result = execute(&shared, &plan);
@@ -159,6 +225,11 @@ pub(crate) fn compaction_thread(shared: Arc<Shared>) {
         }
         delete_obsolete(&shared);
     }
+}
+
+/// Whether a compaction is running (for the metrics).
+pub(crate) fn compaction_running(shared: &Shared) -> bool {
+    !shared.lock_compact().in_flight.is_empty()
 }
 
 /// Carries out one plan: edit, install, queue the inputs for deletion.

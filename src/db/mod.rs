@@ -77,6 +77,9 @@ pub struct DbMetrics {
     pub compaction_entries_dropped: Counter,
     /// Time of one compaction, microseconds.
     pub compaction_latency_us: Histogram,
+    /// Idle compactions run (everything above the last level compacted
+    /// into it once the writes paused).
+    pub compaction_idle_runs: Counter,
     /// Write groups delayed because level 0 or the compaction debt grew.
     pub write_slowdowns: Counter,
     /// Time spent delayed, microseconds.
@@ -762,6 +765,15 @@ impl Db {
             m.compaction_entries_dropped.get(),
         );
         out.histogram("compaction.latency_us", &m.compaction_latency_us);
+        out.counter("compaction.idle_runs", m.compaction_idle_runs.get());
+        out.gauge(
+            "compaction.running",
+            if compact::compaction_running(s) {
+                1.0
+            } else {
+                0.0
+            },
+        );
         out.counter("write.slowdowns", m.write_slowdowns.get());
         out.counter("write.slowdown_us", m.write_slowdown_us.get());
         out.counter("write.stops", m.write_stops.get());

@@ -13,7 +13,8 @@
 //! 0x14 MGET                          0x86 SCAN_PAGE
 //! 0x15 SCAN                          0x87 METRICS
 //! 0x20 METRICS                       0xd0 TS_POINTS   (TS_RANGE, TS_LATEST answer)
-//! 0x50 TS_ADD                        0xd1 TS_SERIES_LIST
+//! 0x21 COMPACT                       0xd1 TS_SERIES_LIST
+//! 0x50 TS_ADD
 //! 0x51 TS_RANGE                      0xc0..=0xdf otherwise reserved: time series
 //! 0x52 TS_LATEST                     0xff ERROR
 //! 0x53 TS_SERIES
@@ -61,6 +62,8 @@ pub enum Opcode {
     Scan = 0x15,
     /// Read the server's and the engine's metrics.
     Metrics = 0x20,
+    /// Flush the memtables and compact a key range; answered when done.
+    Compact = 0x21,
     /// Add points to time series.
     TsAdd = 0x50,
     /// Read a time range of a series, raw or aggregated.
@@ -79,7 +82,7 @@ pub enum Opcode {
 
 impl Opcode {
     /// Every request opcode, in wire order.
-    pub const ALL: [Opcode; 16] = [
+    pub const ALL: [Opcode; 17] = [
         Opcode::Hello,
         Opcode::Ping,
         Opcode::Get,
@@ -89,6 +92,7 @@ impl Opcode {
         Opcode::MGet,
         Opcode::Scan,
         Opcode::Metrics,
+        Opcode::Compact,
         Opcode::TsAdd,
         Opcode::TsRange,
         Opcode::TsLatest,
@@ -115,6 +119,7 @@ impl Opcode {
             Opcode::MGet => "mget",
             Opcode::Scan => "scan",
             Opcode::Metrics => "metrics",
+            Opcode::Compact => "compact",
             Opcode::TsAdd => "ts_add",
             Opcode::TsRange => "ts_range",
             Opcode::TsLatest => "ts_latest",

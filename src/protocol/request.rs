@@ -17,6 +17,10 @@
 //!                   mode 1: [start, end)
 //!                   mode 2: every key starting with `start` (a prefix)
 //! METRICS     0x20  (empty)
+//! COMPACT     0x21  flags u8 (bit 0: start present, bit 1: end present)
+//!                   | start: bytes (bit 0 only) | end: bytes (bit 1 only)
+//!                   compacts user keys in [start, end], both inclusive;
+//!                   an absent bound is unbounded; start > end is refused
 //! TS_*   0x50..=0x56  see protocol::ts
 //! ```
 //!
@@ -91,6 +95,14 @@ pub enum Request<'a> {
     },
     /// Read the metrics.
     Metrics,
+    /// Flush, then compact the user keys in `[start, end]` (both
+    /// inclusive, `None`: unbounded); answered with OK when done.
+    Compact {
+        /// First key (inclusive).
+        start: Option<&'a [u8]>,
+        /// Last key (inclusive).
+        end: Option<&'a [u8]>,
+    },
     /// A time-series request.
     Ts(TsRequest),
 }
@@ -108,6 +120,7 @@ impl<'a> Request<'a> {
             Request::MGet { .. } => Opcode::MGet,
             Request::Scan { .. } => Opcode::Scan,
             Request::Metrics => Opcode::Metrics,
+            Request::Compact { .. } => Opcode::Compact,
             Request::Ts(r) => r.opcode(),
         }
     }
@@ -151,6 +164,12 @@ impl<'a> Request<'a> {
                 }
                 put_u32(out, *limit);
             }
+            Request::Compact { start, end } => {
+                out.push(u8::from(start.is_some()) | u8::from(end.is_some()) << 1);
+                for bound in [start, end].into_iter().flatten() {
+                    put_bytes(out, bound);
+                }
+            }
             Request::Ts(r) => r.encode_body(out),
         }
         end_frame(out, start);
@@ -192,6 +211,7 @@ impl<'a> Request<'a> {
                 Request::MGet { keys }
             }
             Opcode::Scan => decode_scan(&mut r, limits)?,
+            Opcode::Compact => decode_compact(&mut r, limits)?,
             Opcode::TsAdd
             | Opcode::TsRange
             | Opcode::TsLatest
@@ -336,6 +356,51 @@ fn decode_scan<'a>(r: &mut Reader<'a>, limits: &Limits) -> Result<Request<'a>, P
     Ok(Request::Scan { range, limit })
 }
 
+/// Bits of a COMPACT's flags byte.
+const COMPACT_HAS_START: u8 = 1;
+const COMPACT_HAS_END: u8 = 2;
+
+fn decode_compact<'a>(r: &mut Reader<'a>, limits: &Limits) -> Result<Request<'a>, ProtocolError> {
+    let flags = r.u8("compact flags")?;
+    if flags & !(COMPACT_HAS_START | COMPACT_HAS_END) != 0 {
+        return Err(ProtocolError::malformed(format!(
+            "compact flags 0x{flags:02x} set bits other than 0 (start) and 1 (end)"
+        )));
+    }
+    let start = match flags & COMPACT_HAS_START {
+        0 => None,
+        _ => Some(read_key(r, limits)?),
+    };
+    let end = match flags & COMPACT_HAS_END {
+        0 => None,
+        _ => Some(read_key(r, limits)?),
+    };
+    if let (Some(s), Some(e)) = (start, end) {
+        if s > e {
+            return Err(ProtocolError::new(
+                ErrorCode::InvalidArgument,
+                format!(
+                    "compact range start \"{}\" sorts after its end \"{}\"",
+                    shown_key(s),
+                    shown_key(e)
+                ),
+            ));
+        }
+    }
+    Ok(Request::Compact { start, end })
+}
+
+/// A key for an error message: escaped, and cut after 64 bytes.
+fn shown_key(key: &[u8]) -> String {
+    const SHOWN_BYTES_MAX: usize = 64;
+    let shown = key.get(..SHOWN_BYTES_MAX).unwrap_or(key).escape_ascii();
+    if key.len() > SHOWN_BYTES_MAX {
+        format!("{shown}...")
+    } else {
+        shown.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::frame::{decode_frame, Decoded};
@@ -396,6 +461,22 @@ mod tests {
             Request::Scan {
                 range: ScanRange::Prefix(b"sys."),
                 limit: 10_000,
+            },
+            Request::Compact {
+                start: None,
+                end: None,
+            },
+            Request::Compact {
+                start: Some(b"a"),
+                end: None,
+            },
+            Request::Compact {
+                start: None,
+                end: Some(b"z"),
+            },
+            Request::Compact {
+                start: Some(b"a"),
+                end: Some(b"a"),
             },
         ] {
             round_trip(&req);
@@ -459,6 +540,51 @@ mod tests {
         assert_eq!(
             Request::decode(f, &limits).unwrap_err().code,
             ErrorCode::ScanLimitTooLarge
+        );
+    }
+
+    #[test]
+    fn compact_bounds_are_checked() {
+        let limits = Limits::default();
+        fn decode<'b>(body: &'b [u8], limits: &Limits) -> Result<Request<'b>, ProtocolError> {
+            Request::decode(
+                RawFrame {
+                    opcode: Opcode::Compact as u8,
+                    body,
+                    consumed: 5 + body.len(),
+                },
+                limits,
+            )
+        }
+        let mut out = Vec::new();
+        Request::Compact {
+            start: Some(b"b"),
+            end: Some(b"a"),
+        }
+        .encode(&mut out);
+        let Decoded::Frame(f) = decode_frame(&out, limits.frame_size_bytes_max) else {
+            panic!()
+        };
+        let e = Request::decode(f, &limits).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert_eq!(
+            e.message,
+            "compact range start \"b\" sorts after its end \"a\""
+        );
+
+        let e = decode(&[4], &limits).unwrap_err();
+        assert_eq!(e.code, ErrorCode::MalformedBody);
+        assert!(e.message.contains("compact flags 0x04"), "{e}");
+        assert_eq!(
+            decode(&[0, 9], &limits).unwrap_err().code,
+            ErrorCode::MalformedBody
+        );
+        assert_eq!(
+            decode(&[0], &limits).unwrap(),
+            Request::Compact {
+                start: None,
+                end: None
+            }
         );
     }
 

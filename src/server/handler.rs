@@ -12,6 +12,11 @@
 //!
 //! Reads (GET, MGET, SCAN) are served inline: the engine answers them from
 //! memory and mapped files without blocking on IO for long.
+//!
+//! COMPACT (flush, then compact a key range; seconds to minutes of IO) is
+//! never run on the event loop: it waits for its turn (one at a time), runs
+//! on a thread of its own, and the connection awaits its answer while the
+//! event loop serves the other connections.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -112,6 +117,21 @@ pub(crate) async fn handle(shared: &Shared, answers: &mut Answers, frame: RawFra
             }
             None
         }
+        Request::Compact { start, end } => {
+            answers.settle(shared).await;
+            let result = compact(shared, start, end).await;
+            let stats = shared.stats.op(op);
+            stats.requests.inc();
+            match result {
+                Ok(()) => write_empty(&mut answers.out, ResponseOpcode::Ok),
+                Err(e) => {
+                    stats.errors.inc();
+                    write_error(&mut answers.out, &e);
+                }
+            }
+            stats.latency_us.record_since(started);
+            None
+        }
         other => {
             answers.settle(shared).await;
             let ok = execute_read(shared, &mut answers.out, other);
@@ -166,12 +186,14 @@ fn execute_read(shared: &Shared, out: &mut Vec<u8>, request: Request<'_>) -> boo
             ErrorCode::InvalidArgument,
             "HELLO is only valid as the first frame of a connection",
         )),
-        Request::Put { .. } | Request::Delete { .. } | Request::WriteBatch(_) | Request::Ts(_) => {
-            Err(ProtocolError::new(
-                ErrorCode::Internal,
-                "a write or time-series request reached the read path",
-            ))
-        }
+        Request::Put { .. }
+        | Request::Delete { .. }
+        | Request::WriteBatch(_)
+        | Request::Ts(_)
+        | Request::Compact { .. } => Err(ProtocolError::new(
+            ErrorCode::Internal,
+            "a write, compact or time-series request reached the read path",
+        )),
     };
     match result {
         Ok(()) => true,
@@ -179,6 +201,41 @@ fn execute_read(shared: &Shared, out: &mut Vec<u8>, request: Request<'_>) -> boo
             write_error(out, &e);
             false
         }
+    }
+}
+
+/// Flushes and compacts `[start, end]` on a thread of its own (like
+/// `ldb compact`), one request at a time; resolves when it is done.
+async fn compact(
+    shared: &Shared,
+    start: Option<&[u8]>,
+    end: Option<&[u8]>,
+) -> Result<(), ProtocolError> {
+    let _turn = shared
+        .compact_turn
+        .acquire()
+        .await
+        .map_err(|_| ProtocolError::new(ErrorCode::ShuttingDown, "the server is stopping"))?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let db = shared.db.clone();
+    let (start, end) = (start.map(<[u8]>::to_vec), end.map(<[u8]>::to_vec));
+    std::thread::Builder::new()
+        .name("cityhall-compact-request".into())
+        .spawn(move || {
+            let _ = tx.send(db.compact_range(start.as_deref(), end.as_deref()));
+        })
+        .map_err(|e| {
+            ProtocolError::new(
+                ErrorCode::Internal,
+                format!("cannot start a thread for the compaction: {e}"),
+            )
+        })?;
+    match rx.await {
+        Ok(result) => result.map_err(|e| engine_error(&e)),
+        Err(_) => Err(ProtocolError::new(
+            ErrorCode::Internal,
+            "the compaction thread ended without an answer",
+        )),
     }
 }
 

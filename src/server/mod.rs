@@ -54,6 +54,9 @@ pub struct Shared {
     pub ts: crate::ts::TimeSeries,
     /// The configuration the server runs with.
     pub config: ServerConfig,
+    /// One COMPACT runs at a time; later ones wait their turn (each holds
+    /// a thread while it runs).
+    pub compact_turn: tokio::sync::Semaphore,
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Must be called from the main
@@ -84,6 +87,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
         stats: ServerStats::default(),
         ts,
         config,
+        compact_turn: tokio::sync::Semaphore::new(1),
     });
     let workers = match worker::Workers::start(threads, &shared, &bound, &stop_rx) {
         Ok(w) => w,

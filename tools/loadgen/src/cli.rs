@@ -31,7 +31,8 @@ pub const PIPELINE_MAX: usize = 4096;
 pub struct Args {
     /// Workloads to run in order on the same database, comma separated
     /// (like db_bench --benchmarks): fillseq, fillrandom, overwrite,
-    /// readrandom, readmissing, readhot, scan, mixed, deleterandom, smoke.
+    /// readrandom, readmissing, readhot, scan, mixed, deleterandom,
+    /// deleteall, compact, smoke.
     #[arg(
         long,
         visible_alias = "benchmarks",
@@ -101,6 +102,11 @@ pub struct Args {
     /// report go to stderr).
     #[arg(long)]
     pub json: bool,
+    /// Embedded: after each workload, wait until the engine's background
+    /// work (flushes, compactions, the idle compaction) has finished, then
+    /// print the engine line again.
+    #[arg(long)]
+    pub settle: bool,
     /// Print the Setup header and exit.
     #[arg(long)]
     pub setup_only: bool,
@@ -130,6 +136,12 @@ pub enum Workload {
     /// Deletes of random keys.
     #[value(alias = "delete")]
     Deleterandom,
+    /// Deletes of every key of the key space, in key order (--num does
+    /// not apply: one delete per key).
+    Deleteall,
+    /// Flush the memtables and compact the whole key space, once (like
+    /// db_bench's `compact`); timed, no operations.
+    Compact,
     /// Puts, gets, deletes and scans checked against a model; exits 1 on
     /// any mismatch.
     Smoke,
@@ -148,6 +160,8 @@ impl Workload {
             Workload::Scan => "scan",
             Workload::Mixed => "mixed",
             Workload::Deleterandom => "deleterandom",
+            Workload::Deleteall => "deleteall",
+            Workload::Compact => "compact",
             Workload::Smoke => "smoke",
         }
     }
@@ -202,6 +216,8 @@ pub struct Config {
     pub seed: u64,
     pub hdr_out: Option<PathBuf>,
     pub json: bool,
+    /// Wait for the engine to settle after each workload (embedded).
+    pub settle: bool,
     /// The command line as given, for the Setup header.
     pub command: String,
 }
@@ -293,6 +309,7 @@ impl Config {
             seed,
             hdr_out: args.hdr_out,
             json: args.json,
+            settle: args.settle,
             command,
         })
     }

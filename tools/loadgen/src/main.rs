@@ -15,7 +15,9 @@
 //!
 //! Output: the Setup block (machine, commit, options), then per workload a
 //! summary line with throughput and p50/p90/p99/p99.9/p99.99/max latency
-//! in microseconds. With `--json` stdout carries only one JSON line per
+//! in microseconds; embedded, also an `engine` line with the engine's
+//! write stall time, write and space amplification, table bytes and the
+//! bytes the directory takes on disk (see [`engine_line`]). With `--json` stdout carries only one JSON line per
 //! workload and the text goes to stderr.
 //!
 //! Exit status: 0 success; 1 the smoke check found a mismatch; 2 usage;
@@ -35,11 +37,12 @@ mod zipf;
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
 use cityhall::{Db, Options};
-use cli::{Args, Config, Distribution, Target};
+use cli::{Args, Config, Distribution, Target, Workload};
 use keys::{KeyChooser, ValuePool};
 use session::{Embedded, Remote, Session};
 use setup::Setup;
@@ -126,9 +129,25 @@ fn run_all(cfg: &Config, setup: &Setup, db: Option<&Db>) -> ExitCode {
     let several = cfg.workloads.len() > 1;
     let mut status = ExitCode::SUCCESS;
     for (position, workload) in cfg.workloads.iter().enumerate() {
+        if *workload == Workload::Compact {
+            match compact(cfg, db) {
+                Ok(text) => text_out(cfg, &text),
+                Err(e) => {
+                    eprintln!("cityhall-loadgen: compact: {e}");
+                    return ExitCode::from(EXIT_ERROR);
+                }
+            }
+            continue;
+        }
         let r = runner::run(cfg, *workload, position, &connect, &pool, chooser);
         if r.error.is_none() || r.rec.ops() > 0 {
             text_out(cfg, &report::text(cfg, &r));
+        }
+        if let (Some(db), Target::Embedded(dir)) = (db, &cfg.target) {
+            text_out(cfg, &engine_line(db, dir));
+            if cfg.settle {
+                text_out(cfg, &settle(db, dir));
+            }
         }
         if cfg.json {
             let mut out = std::io::stdout().lock();
@@ -155,6 +174,143 @@ fn run_all(cfg: &Config, setup: &Setup, db: Option<&Db>) -> ExitCode {
         }
     }
     status
+}
+
+/// Runs the `compact` step: flush and compact the whole key space, timed.
+fn compact(cfg: &Config, db: Option<&Db>) -> Result<String, String> {
+    let t0 = Instant::now();
+    match (&cfg.target, db) {
+        (Target::Embedded(_), Some(db)) => {
+            db.compact_range(None, None).map_err(|e| e.to_string())?
+        }
+        (Target::Embedded(_), None) => return Err("the embedded database is not open".into()),
+        (Target::Server(addr), _) => cityhall::client::Client::connect(addr)
+            .and_then(|mut c| c.compact(None, None))
+            .map_err(|e| format!("{addr}: {e}"))?,
+    }
+    let mut text = format!(
+        "{:<12} : {:.3} s (flush and compact the whole key space)\n",
+        "compact",
+        t0.elapsed().as_secs_f64()
+    );
+    if let (Some(db), Target::Embedded(dir)) = (db, &cfg.target) {
+        text.push_str(&engine_line(db, dir));
+    }
+    Ok(text)
+}
+
+/// The background work counted by [`settle`].
+const SETTLE_COUNTERS: [&str; 3] = ["flush.count", "compaction.count", "compaction.idle_runs"];
+/// The engine has settled when nothing runs and nothing was flushed or
+/// compacted for this long (longer than the engine's idle delay).
+const SETTLE_QUIET: Duration = Duration::from_millis(2_500);
+/// Longest wait for the engine to settle.
+const SETTLE_WAIT_MAX: Duration = Duration::from_secs(300);
+
+/// Waits until the engine's background work is done (see the constants),
+/// then returns the engine line, with the time waited.
+fn settle(db: &Db, dir: &std::path::Path) -> String {
+    use cityhall::metrics::MetricValue;
+    let t0 = Instant::now();
+    let state = || {
+        let m = db.metrics();
+        let value = |name: &str| match m.get(name) {
+            Some(MetricValue::Counter(n)) => *n as f64,
+            Some(MetricValue::Gauge(g)) => *g,
+            _ => 0.0,
+        };
+        let busy = value("compaction.running") > 0.0 || value("memtable.immutable_count") > 0.0;
+        (busy, SETTLE_COUNTERS.map(value))
+    };
+    let mut last = state();
+    let mut quiet_since = Instant::now();
+    while t0.elapsed() < SETTLE_WAIT_MAX {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = state();
+        if now.0 || now.1 != last.1 {
+            quiet_since = Instant::now();
+        } else if quiet_since.elapsed() >= SETTLE_QUIET {
+            break;
+        }
+        last = now;
+    }
+    format!(
+        "{:<12}   settled after {:.1} s (background work done):\n{}",
+        "",
+        t0.elapsed().as_secs_f64(),
+        engine_line(db, dir)
+    )
+}
+
+/// The engine's own account of the run so far, one line:
+///
+/// - `stall`: time writers spent stalled, in seconds (memtable stalls,
+///   L0/compaction-debt slowdowns and stops, with their counts);
+/// - `write-amp`: bytes written to disk (WAL, flushes, compactions) over
+///   bytes written by users (WAL bytes), since the database was opened;
+/// - `space-amp`: the engine's estimate, all table bytes over the bytes of
+///   the deepest non-empty level;
+/// - `tables`: bytes of live tables; `disk`: bytes the directory's files
+///   take on disk (allocated blocks, as `du` counts), and of those the
+///   WAL segments' (preallocated, so they count in full: a fixed cost of
+///   two segments, the one in use and the one prepared next).
+fn engine_line(db: &Db, dir: &std::path::Path) -> String {
+    use cityhall::metrics::MetricValue;
+    let m = db.metrics();
+    let counter = |name: &str| match m.get(name) {
+        Some(MetricValue::Counter(n)) => *n,
+        _ => 0,
+    };
+    let gauge = |name: &str| match m.get(name) {
+        Some(MetricValue::Gauge(g)) => *g,
+        _ => 0.0,
+    };
+    let stall_us =
+        counter("write.stall_us") + counter("write.slowdown_us") + counter("write.stop_us");
+    let disk = disk_bytes(dir);
+    let levels: Vec<String> = (0..7)
+        .map(|l| format!("{}", gauge(&format!("level{l}.files"))))
+        .collect();
+    format!(
+        "{:<12}   engine: stall {:.3} s (memtable {}, slowdown {}, stop {}); write-amp {:.2}; \
+         space-amp {:.3}; tables {} bytes; disk {} bytes (WAL {}); files per level [{}]; \
+         compactions {} ({} moves, {} idle)\n",
+        "",
+        stall_us as f64 / 1e6,
+        counter("write.stalls"),
+        counter("write.slowdowns"),
+        counter("write.stops"),
+        gauge("db.write_amplification"),
+        gauge("db.space_amplification"),
+        gauge("db.table_bytes") as u64,
+        disk.0,
+        disk.1,
+        levels.join(" "),
+        counter("compaction.count"),
+        counter("compaction.trivial_moves"),
+        counter("compaction.idle_runs"),
+    )
+}
+
+/// Bytes the files directly in `dir` take on disk (allocated blocks):
+/// all of them, and the WAL segments'.
+fn disk_bytes(dir: &std::path::Path) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let mut all = 0;
+    let mut wal = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let bytes = meta.blocks() * 512;
+        all += bytes;
+        let name = entry.file_name();
+        if cityhall::wal::segment::parse_segment_name(&name.to_string_lossy()).is_some() {
+            wal += bytes;
+        }
+    }
+    (all, wal)
 }
 
 /// Prints human-readable text: on stdout, or on stderr with `--json`.

@@ -86,7 +86,11 @@ pub fn run(
     chooser: KeyChooser,
 ) -> RunResult {
     let shared = Shared {
-        budget: Budget::new(cfg.num),
+        // `deleteall` deletes each key once, whatever --num says.
+        budget: Budget::new(match workload {
+            Workload::Deleteall => Some(cfg.key_space),
+            _ => cfg.num,
+        }),
         completed: AtomicU64::new(0),
     };
     let barrier = Barrier::new(cfg.connections + 1);

@@ -14,9 +14,11 @@
 //! | `scan`         | read `--scan-length` pairs from a random key                |
 //! | `mixed`        | get (`--read-percent`) or put a random key                  |
 //! | `deleterandom` | delete a random key                                         |
+//! | `deleteall`    | delete key `i` for the i-th operation, every key once       |
 //!
 //! "Random" follows `--distribution`. `smoke` is not here: it checks
-//! answers against a model and lives in [`crate::smoke`].
+//! answers against a model and lives in [`crate::smoke`]; nor is
+//! `compact`, one call timed by `main`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -154,8 +156,10 @@ impl OpSource {
             Workload::Mixed if self.rng.below(100) < self.read_percent => Op::Get(key),
             Workload::Mixed => Op::Put(key),
             Workload::Deleterandom => Op::Delete(key),
-            // Not a benchmark stream (see `smoke`); reading is harmless.
-            Workload::Smoke => Op::Get(key),
+            Workload::Deleteall => Op::Delete(seq),
+            // Not benchmark streams (see `smoke`, and `compact` in main);
+            // reading is harmless.
+            Workload::Smoke | Workload::Compact => Op::Get(key),
         }
     }
 
@@ -197,5 +201,6 @@ mod tests {
             .count();
         assert!((400..600).contains(&reads), "{reads}");
         assert_eq!(src(Workload::Deleterandom).op(0).kind(), OpKind::Delete);
+        assert_eq!(src(Workload::Deleteall).op(7), Op::Delete(7));
     }
 }
