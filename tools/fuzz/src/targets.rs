@@ -201,8 +201,7 @@ pub fn ts_chunk(data: &[u8]) {
         let back = chunk::decode(&out).map_err(|e| e.to_string());
         let same = back.as_ref().is_ok_and(|b| {
             b.len() == points.len()
-                && b
-                    .iter()
+                && b.iter()
                     .zip(&points)
                     .all(|(x, y)| x.ts == y.ts && x.value.to_bits() == y.value.to_bits())
         });
@@ -236,9 +235,7 @@ pub fn valid_protocol(seed: u64) -> Vec<u8> {
             1 => Request::Get { key: &k },
             2 => Request::Delete { key: &k },
             3 => Request::WriteBatch(std::borrow::Cow::Owned(b)),
-            4 => Request::MGet {
-                keys: vec![&k, &v],
-            },
+            4 => Request::MGet { keys: vec![&k, &v] },
             _ => Request::Ping,
         };
         req.encode(&mut out);
@@ -279,7 +276,11 @@ fn sorted_entries(rng: &mut SimRng, n: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
         .enumerate()
         .map(|(i, k)| {
             let del = rng.below(5) == 0;
-            let kind = if del { ValueKind::Delete } else { ValueKind::Put };
+            let kind = if del {
+                ValueKind::Delete
+            } else {
+                ValueKind::Put
+            };
             let v = if del { Vec::new() } else { bytes(rng, 40) };
             (internal_key(&k, 100 + i as u64, kind), v)
         })
