@@ -133,7 +133,26 @@ struct Server {
 }
 
 impl Server {
+    /// Starts a server and waits until it listens.
     fn start(cfg: &Config) -> Result<Server, String> {
+        let (mut server, rx) = Self::spawn(cfg)?;
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => {
+                server.addr = addr;
+                Ok(server)
+            }
+            Err(_) => {
+                server.kill();
+                Err(format!(
+                    "the server did not start within 60 s; stderr:\n{}",
+                    server.log()
+                ))
+            }
+        }
+    }
+
+    /// Starts a server; the receiver gets its address once it listens.
+    fn spawn(cfg: &Config) -> Result<(Server, mpsc::Receiver<String>), String> {
         let conf = cfg.data_dir.with_extension("crashtest.conf");
         std::fs::write(
             &conf,
@@ -180,21 +199,12 @@ impl Server {
                 }
             });
         }
-        let mut server = Server {
+        let server = Server {
             child,
             addr: String::new(),
             log,
         };
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => {
-                server.addr = addr;
-                Ok(server)
-            }
-            Err(_) => {
-                server.kill();
-                Err("the server did not start within 60 s".into())
-            }
-        }
+        Ok((server, rx))
     }
 
     fn log(&self) -> String {
@@ -606,6 +616,14 @@ pub fn run(cfg: &Config) -> Result<Summary, Failure> {
             }
         }
         check_dir(cfg).map_err(|e| fail(cycle, e, log.clone()))?;
+        // Now and then the restart itself is killed, during recovery.
+        if rng.below(8) == 0 {
+            let (mut early, _) = Server::spawn(cfg).map_err(|e| fail(cycle, e, log.clone()))?;
+            std::thread::sleep(Duration::from_millis(rng.below(40)));
+            early.kill();
+            check_dir(cfg)
+                .map_err(|e| fail(cycle, format!("after a kill in recovery: {e}"), early.log()))?;
+        }
         server = Server::start(cfg).map_err(|e| fail(cycle, format!("restart: {e}"), log))?;
         let mut c = Client::connect(&server.addr)
             .map_err(|e| fail(cycle, format!("connect after restart: {e}"), server.log()))?;
