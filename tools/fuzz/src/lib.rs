@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! cd tools/fuzz
-//! cargo run --bin seed_corpus            # valid inputs into corpus/<target>/
-//! cargo +nightly fuzz run wal -- -runs=10000000
+//! cargo +nightly run --release --example seed_corpus   # valid inputs into corpus/<target>/
+//! cargo +nightly fuzz run --fuzz-dir . wal corpus/wal -- -runs=10000000
 //! ```
 
 pub mod targets;

@@ -1,5 +1,5 @@
 //! Writes valid inputs of every target into `corpus/<target>/`, the seeds
-//! libFuzzer mutates from: `cargo run --bin seed_corpus [DIR]`.
+//! libFuzzer mutates from: `cargo +nightly run --release --example seed_corpus [DIR]`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
