@@ -190,3 +190,31 @@ fn valid_inputs_decode() {
             .is_empty());
     }
 }
+
+/// Writes 64 valid inputs of every target into `tools/fuzz/corpus/<target>/`
+/// (or `$CITYHALL_FUZZ_CORPUS/<target>/`): the seeds libFuzzer mutates from.
+#[test]
+#[ignore = "writes files: run by hand before fuzzing"]
+fn write_seed_corpus() {
+    type Maker = fn(u64) -> Vec<u8>;
+    let root = std::env::var_os("CITYHALL_FUZZ_CORPUS").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/fuzz/corpus"),
+        std::path::PathBuf::from,
+    );
+    let makers: [(&str, Maker); 6] = [
+        ("protocol", targets::valid_protocol),
+        ("wal", targets::valid_wal),
+        ("block", targets::valid_block),
+        ("table", targets::valid_table),
+        ("manifest", targets::valid_manifest),
+        ("ts_chunk", targets::valid_ts_chunk),
+    ];
+    for (name, make) in makers {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for seed in 0..64u64 {
+            std::fs::write(dir.join(format!("seed-{seed:02}")), make(seed)).unwrap();
+        }
+    }
+    eprintln!("seed corpora written under {}", root.display());
+}

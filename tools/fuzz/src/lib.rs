@@ -3,9 +3,10 @@
 //! the proptest versions in CI check the same properties.
 //!
 //! ```text
+//! # valid inputs of every target into tools/fuzz/corpus/<target>/
+//! cargo test --test fuzz_props -- --ignored write_seed_corpus
 //! cd tools/fuzz
-//! cargo +nightly run --release --example seed_corpus   # valid inputs into corpus/<target>/
-//! cargo +nightly fuzz run --fuzz-dir . wal corpus/wal -- -runs=10000000
+//! cargo +nightly fuzz run --fuzz-dir . -s none wal corpus/wal -- -runs=10000000
 //! ```
 
 pub mod targets;
