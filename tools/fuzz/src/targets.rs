@@ -85,10 +85,40 @@ pub fn protocol(data: &[u8]) {
     }
 }
 
+/// Recomputes the checksum of each record of a log in the WAL and
+/// manifest framing (`crc32 | len u32 LE | rest of header | payload`, the
+/// crc over everything after itself), so that mutated payloads get past
+/// the checksum to the decoders behind it.
+fn with_fixed_crcs(data: &[u8], header_len: usize) -> Vec<u8> {
+    let mut out = data.to_vec();
+    let mut off = 0usize;
+    while let Some(len) = out.get(off + 4..off + 8) {
+        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let Some(end) = (off + header_len)
+            .checked_add(len)
+            .filter(|&e| e <= out.len())
+        else {
+            break;
+        };
+        let crc = crc32fast::hash(&out[off + 4..end]);
+        out[off..off + 4].copy_from_slice(&crc.to_le_bytes());
+        if end == off {
+            break;
+        }
+        off = end;
+    }
+    out
+}
+
 /// WAL record reader: a segment image replays to an end offset inside the
 /// image, applying batches with dense sequence numbers, or fails with an
-/// error.
+/// error; so does the image with every record's checksum made to match.
 pub fn wal(data: &[u8]) {
+    wal_replay(data);
+    wal_replay(&with_fixed_crcs(data, cityhall::wal::format::HEADER_LEN));
+}
+
+fn wal_replay(data: &[u8]) {
     let path = Path::new("/fuzz/000001.log");
     let mut expected = 1u64;
     let mut dense = true;
@@ -166,8 +196,14 @@ pub fn table(data: &[u8]) {
 }
 
 /// Manifest replay: a manifest image replays to a state or fails with an
-/// error naming the manifest; a decoded edit re-encodes to itself.
+/// error naming the manifest (also with every record's checksum made to
+/// match); a decoded edit re-encodes to itself.
 pub fn manifest(data: &[u8]) {
+    manifest_replay(data);
+    manifest_replay(&with_fixed_crcs(data, 8));
+}
+
+fn manifest_replay(data: &[u8]) {
     if let Ok(edit) = VersionEdit::decode(data) {
         let mut out = Vec::new();
         edit.encode(&mut out);
