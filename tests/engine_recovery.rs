@@ -617,8 +617,10 @@ fn live_bytes(sim: &SimFs) -> u64 {
 
 /// A full disk: writes into the pre-zeroed segment go on, the write that
 /// needs a new segment fails with an error naming ENOSPC ("No space left on
-/// device"), nothing acknowledged is lost, and once space is freed the
-/// database opens and works. Opening on a full disk fails cleanly too.
+/// device") without poisoning the database (the log is intact: nothing of
+/// the refused write reached it), reads go on, and once space is freed
+/// writes resume in the same session; nothing acknowledged is lost, and
+/// the database reopens. Opening on a full disk fails cleanly too.
 #[test]
 fn disk_full_is_reported_and_recoverable() {
     let sim = SimFs::new(700);
@@ -643,9 +645,24 @@ fn disk_full_is_reported_and_recoverable() {
         msg.contains("No space left on device") || msg.contains("ENOSPC"),
         "disk-full error does not say so: {msg}"
     );
-    let reason = db.poisoned().unwrap();
-    assert!(reason.contains("No space left on device"), "{reason}");
-    assert_present(&db, 0..2, 100, "before restart");
+    assert_eq!(
+        db.poisoned(),
+        None,
+        "a refused segment poisoned the database"
+    );
+    assert_present(&db, 0..2, 100, "on a full disk");
+    // Still full: refused again, with the same clear error.
+    let again = db
+        .put(&key(98), &val(98, 10 << 10))
+        .unwrap_err()
+        .to_string();
+    assert!(again.contains("No space left on device"), "{again}");
+    // Space returns: writes resume without a restart.
+    sim.set_space_limit(None);
+    db.put(&key(97), b"space again").unwrap();
+    assert_eq!(db.get(&key(97)).unwrap(), Some(b"space again".to_vec()));
+    assert_eq!(db.get(&key(98)).unwrap(), None, "a refused write applied");
+    db.close().unwrap();
     drop(db);
 
     // Opening while the disk is still full fails with the cause, no panic.
@@ -664,6 +681,7 @@ fn disk_full_is_reported_and_recoverable() {
         assert_eq!(db.get(&key(10 + i)).unwrap(), Some(val(10 + i, 10 << 10)));
     }
     assert_eq!(db.get(&key(10 + acked)).unwrap(), None);
+    assert_eq!(db.get(&key(97)).unwrap(), Some(b"space again".to_vec()));
     db.put(&key(99), b"room again").unwrap();
 }
 

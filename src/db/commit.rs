@@ -19,7 +19,12 @@
 //!
 //! A failed write or sync poisons the database: the group and every later
 //! write get an error that says why, and nothing is retried as if it had
-//! succeeded.
+//! succeeded. One failure is not a failed write of the log: a full disk
+//! while preparing the next segment (a new file, zero-filled under a
+//! temporary name before it joins the log). Then the log is as it was,
+//! synced; the group is refused with the disk-full error, the database is
+//! not poisoned, reads go on, and a later write tries again (preparing
+//! segments inline from then on), so writes resume when space returns.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -74,6 +79,9 @@ pub struct LogState {
     payload: Vec<u8>,
     last_sync: Instant,
     group: Vec<PendingWrite>,
+    /// The current group failed before any of it reached the log, for want
+    /// of space for a new segment: refuse it without poisoning.
+    refused: bool,
 }
 
 impl LogState {
@@ -85,6 +93,7 @@ impl LogState {
             payload: Vec::new(),
             last_sync: Instant::now(),
             group: Vec::new(),
+            refused: false,
         }
     }
 
@@ -227,6 +236,12 @@ fn commit_group(shared: &Shared, state: &mut LogState) {
                 w.done.complete(Ok(()));
             }
         }
+        Err(e) if std::mem::take(&mut state.refused) => {
+            m.wal_groups_refused_disk_full.inc();
+            for w in &group {
+                w.done.complete(Err(same_io_error(&e)));
+            }
+        }
         Err(e) => {
             shared.poison(&e);
             let reason = match &e {
@@ -303,10 +318,36 @@ fn write_group(shared: &Shared, state: &mut LogState) -> Result<()> {
     Ok(())
 }
 
-/// Moves to a fresh segment, syncing the old one first.
+/// An IO error like `e`, for each writer of a refused group.
+fn same_io_error(e: &Error) -> Error {
+    match e {
+        Error::Io { op, path, source } => Error::Io {
+            op,
+            path: path.clone(),
+            source: match source.raw_os_error() {
+                Some(code) => std::io::Error::from_raw_os_error(code),
+                None => std::io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        other => Error::Poisoned(other.to_string()),
+    }
+}
+
+/// Moves to a fresh segment, syncing the old one first. No space for the
+/// new segment refuses the group (see the module docs).
 fn roll(shared: &Shared, state: &mut LogState) -> Result<()> {
     state.log.sync()?;
-    let next = next_segment(shared, state)?;
+    let next = match next_segment(shared, state) {
+        Ok(next) => next,
+        Err(e) if e.is_disk_full() => {
+            // The preparer thread stops at its first error; prepare inline
+            // from now on.
+            state.source = SegmentSource::Inline;
+            state.refused = true;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     state.log.switch_to(next);
     shared.metrics.wal_segments_rolled.inc();
     Ok(())

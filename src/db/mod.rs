@@ -55,6 +55,8 @@ pub struct DbMetrics {
     pub wal_bytes: Counter,
     /// Segments rolled over.
     pub wal_segments_rolled: Counter,
+    /// Write groups refused for want of space for a new WAL segment.
+    pub wal_groups_refused_disk_full: Counter,
     /// Time from enqueue to acknowledgement, microseconds.
     pub write_latency_us: Histogram,
     /// Point reads.
@@ -732,6 +734,10 @@ impl Db {
         out.histogram("wal.sync_latency_us", &m.wal_sync_latency_us);
         out.counter("wal.bytes", m.wal_bytes.get());
         out.counter("wal.segments_rolled", m.wal_segments_rolled.get());
+        out.counter(
+            "wal.groups_refused_disk_full",
+            m.wal_groups_refused_disk_full.get(),
+        );
         out.counter("write.stalls", m.write_stalls.get());
         out.counter("write.stall_us", m.write_stall_us.get());
         let (active, imms) = s.memtables();

@@ -334,8 +334,14 @@ fn remove_obsolete(
             name.ends_with(".tmp")
         };
         if obsolete {
-            fs.remove(&dir.join(name))?;
-            removed = true;
+            match fs.remove(&dir.join(name)) {
+                Ok(()) => removed = true,
+                // Gone since the listing: a leftover `CURRENT.tmp` is
+                // reused (and renamed away) when recovery points CURRENT
+                // at its new manifest.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
     }
     if removed {

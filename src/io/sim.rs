@@ -12,6 +12,12 @@
 //!
 //! All randomness comes from the seed given to [`SimFs::new`], so a failing
 //! run reproduces from its printed seed.
+//!
+//! To check every sync point of a long run without running it once per
+//! point, a test installs a hook ([`SimFs::set_sync_hook`]) that is called
+//! at the start of every sync, with the world stopped, and can take crash
+//! images ([`SyncPoint::crash_image`]): independent file systems holding
+//! what a power loss at that moment would leave, in any [`CrashMode`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -76,6 +82,76 @@ pub enum CrashMode {
     TearLastWrite,
     /// Each unsynced write independently vanishes, lands, or lands torn.
     Random,
+    /// Reordering as ALICE models a journaling file system: unsynced data
+    /// writes reach the disk in any order and any subset (each one lands
+    /// or vanishes independently; overlapping ones land in a random
+    /// order), while directory operations (create, rename, remove) reach
+    /// it in the order they were made, up to a random point. A rename is
+    /// atomic, but may reach the disk before the data of the file renamed.
+    Reorder,
+}
+
+/// A directory operation not yet made durable by a directory sync, kept
+/// in order for [`CrashMode::Reorder`].
+#[derive(Clone, Debug)]
+enum NsOp {
+    /// `path` now names inode `ino` (created, or the target of a rename
+    /// whose source was `from`).
+    Link {
+        path: PathBuf,
+        ino: u64,
+        from: Option<PathBuf>,
+    },
+    /// `path` was removed.
+    Unlink { path: PathBuf },
+}
+
+impl NsOp {
+    fn in_dir(&self, dir: &Path) -> bool {
+        match self {
+            NsOp::Link { path, from, .. } => {
+                path.parent() == Some(dir) || from.as_deref().and_then(Path::parent) == Some(dir)
+            }
+            NsOp::Unlink { path } => path.parent() == Some(dir),
+        }
+    }
+}
+
+/// Called at the start of every file or directory sync, with the number of
+/// syncs before it and the world stopped (see [`SimFs::set_sync_hook`]).
+pub type SyncHook = Arc<dyn Fn(u64, &mut SyncPoint<'_>) + Send + Sync>;
+
+/// The file system at a sync point, as a [`SyncHook`] sees it.
+pub struct SyncPoint<'a> {
+    state: &'a mut State,
+    seed: u64,
+}
+
+impl SyncPoint<'_> {
+    /// An independent file system holding what a power loss right now
+    /// (before this sync takes effect) would leave, under `mode`. The
+    /// original is not changed.
+    pub fn crash_image(&mut self, mode: CrashMode) -> SimFs {
+        let (nodes, names) = crash_images(self.state, mode);
+        let mut state = State::empty(self.state.rng.next_u64());
+        state.next_inode = self.state.next_inode;
+        state.nodes = nodes;
+        state.live = names.clone();
+        state.durable = names;
+        SimFs {
+            state: Arc::new(Mutex::new(state)),
+            seed: self.seed,
+            epoch: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SyncPoint<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncPoint")
+            .field("syncs", &self.state.syncs)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -95,7 +171,6 @@ struct Fault {
     persistent: bool,
 }
 
-#[derive(Debug)]
 struct State {
     epoch: u64,
     nodes: HashMap<u64, Node>,
@@ -108,6 +183,59 @@ struct State {
     syncs: u64,
     syncs_durable_max: Option<u64>,
     space_bytes_max: Option<u64>,
+    /// Directory operations since the last directory sync, in order.
+    ns_log: Vec<NsOp>,
+    sync_hook: Option<SyncHook>,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("epoch", &self.epoch)
+            .field("files", &self.live.len())
+            .field("syncs", &self.syncs)
+            .finish()
+    }
+}
+
+impl State {
+    fn empty(seed: u64) -> State {
+        State {
+            epoch: 0,
+            nodes: HashMap::new(),
+            next_inode: 1,
+            live: BTreeMap::new(),
+            durable: BTreeMap::new(),
+            locks: HashSet::new(),
+            rng: SimRng::new(seed),
+            faults: Vec::new(),
+            syncs: 0,
+            syncs_durable_max: None,
+            space_bytes_max: None,
+            ns_log: Vec::new(),
+            sync_hook: None,
+        }
+    }
+
+    /// Whether power is already gone (durability frozen and spent): then
+    /// nothing more can reach the disk.
+    fn after_power_loss(&self) -> bool {
+        self.syncs_durable_max.is_some_and(|max| self.syncs >= max)
+    }
+
+    fn log_ns(&mut self, op: NsOp) {
+        if !self.after_power_loss() {
+            self.ns_log.push(op);
+        }
+    }
+
+    /// Runs the sync hook, if any, before the sync it announces.
+    fn run_sync_hook(&mut self, seed: u64) {
+        if let Some(hook) = self.sync_hook.clone() {
+            let n = self.syncs;
+            hook(n, &mut SyncPoint { state: self, seed });
+        }
+    }
 }
 
 /// The simulated file system. Clones share one state.
@@ -129,19 +257,7 @@ impl SimFs {
     /// An empty file system whose random choices follow `seed`.
     pub fn new(seed: u64) -> Self {
         SimFs {
-            state: Arc::new(Mutex::new(State {
-                epoch: 0,
-                nodes: HashMap::new(),
-                next_inode: 1,
-                live: BTreeMap::new(),
-                durable: BTreeMap::new(),
-                locks: HashSet::new(),
-                rng: SimRng::new(seed),
-                faults: Vec::new(),
-                syncs: 0,
-                syncs_durable_max: None,
-                space_bytes_max: None,
-            })),
+            state: Arc::new(Mutex::new(State::empty(seed))),
             seed,
             epoch: None,
         }
@@ -203,6 +319,15 @@ impl SimFs {
         s.syncs_durable_max = Some(s.syncs + n);
     }
 
+    /// Installs (or with `None` removes) a hook called at the start of
+    /// every sync with the number of syncs before it. It runs with the file
+    /// system locked, so every other thread's file operations wait: the
+    /// hook sees one consistent moment and may take crash images of it,
+    /// but must not use this file system itself.
+    pub fn set_sync_hook(&self, hook: Option<SyncHook>) {
+        self.lock_state().sync_hook = hook;
+    }
+
     /// Syncs performed so far (file and directory).
     pub fn sync_count(&self) -> u64 {
         self.lock_state().syncs
@@ -214,40 +339,15 @@ impl SimFs {
     pub fn crash(&self, mode: CrashMode) {
         let mut guard = self.lock_state();
         let s = &mut *guard;
+        let (nodes, names) = crash_images(s, mode);
         s.epoch += 1;
         s.locks.clear();
         s.faults.clear();
         s.syncs_durable_max = None;
-        let mut inodes: Vec<u64> = s.nodes.keys().copied().collect();
-        inodes.sort_unstable();
-        for ino in inodes {
-            let Some(node) = s.nodes.get_mut(&ino) else {
-                continue;
-            };
-            let mut image = node.durable.clone();
-            let pending = std::mem::take(&mut node.pending);
-            let count = pending.len();
-            for (i, (off, data)) in pending.into_iter().enumerate() {
-                let keep = match mode {
-                    CrashMode::DropUnsynced => 0,
-                    CrashMode::TearLastWrite if i + 1 < count => data.len(),
-                    CrashMode::TearLastWrite => torn_len(&mut s.rng, data.len()),
-                    CrashMode::Random => match s.rng.below(3) {
-                        0 => 0,
-                        1 => data.len(),
-                        _ => torn_len(&mut s.rng, data.len()),
-                    },
-                };
-                if keep > 0 {
-                    apply_write(&mut image, off, &data[..keep]);
-                }
-            }
-            node.live = image.clone();
-            node.durable = image;
-        }
-        s.live = s.durable.clone();
-        let reachable: HashSet<u64> = s.live.values().copied().collect();
-        s.nodes.retain(|ino, _| reachable.contains(ino));
+        s.ns_log.clear();
+        s.nodes = nodes;
+        s.live = names.clone();
+        s.durable = names;
     }
 
     /// The live bytes of a file, for tests that damage files on purpose.
@@ -273,6 +373,80 @@ impl SimFs {
             None => false,
         }
     }
+}
+
+/// What a power loss leaves of `s` under `mode`: the file images by inode
+/// and the names that reach them. `s` itself is not changed (but for its
+/// random generator).
+fn crash_images(s: &mut State, mode: CrashMode) -> (HashMap<u64, Node>, BTreeMap<PathBuf, u64>) {
+    let mut names = s.durable.clone();
+    if mode == CrashMode::Reorder {
+        let keep = s.rng.below(s.ns_log.len() as u64 + 1) as usize;
+        for op in &s.ns_log[..keep] {
+            match op {
+                NsOp::Link { path, ino, from } => {
+                    if let Some(from) = from {
+                        names.remove(from);
+                    }
+                    names.insert(path.clone(), *ino);
+                }
+                NsOp::Unlink { path } => {
+                    names.remove(path);
+                }
+            }
+        }
+    }
+    let reachable: HashSet<u64> = names.values().copied().collect();
+    let mut inodes: Vec<u64> = s
+        .nodes
+        .keys()
+        .copied()
+        .filter(|i| reachable.contains(i))
+        .collect();
+    inodes.sort_unstable();
+    let mut out = HashMap::new();
+    for ino in inodes {
+        let Some(node) = s.nodes.get(&ino) else {
+            continue;
+        };
+        let mut image = node.durable.clone();
+        let count = node.pending.len();
+        let mut order: Vec<usize> = (0..count).collect();
+        if mode == CrashMode::Reorder {
+            for i in (1..count).rev() {
+                order.swap(i, s.rng.below(i as u64 + 1) as usize);
+            }
+        }
+        for i in order {
+            let (off, data) = &node.pending[i];
+            let keep = match mode {
+                CrashMode::DropUnsynced => 0,
+                CrashMode::TearLastWrite if i + 1 < count => data.len(),
+                CrashMode::TearLastWrite => torn_len(&mut s.rng, data.len()),
+                CrashMode::Random => match s.rng.below(3) {
+                    0 => 0,
+                    1 => data.len(),
+                    _ => torn_len(&mut s.rng, data.len()),
+                },
+                CrashMode::Reorder => match s.rng.below(2) {
+                    0 => 0,
+                    _ => data.len(),
+                },
+            };
+            if keep > 0 {
+                apply_write(&mut image, *off, &data[..keep]);
+            }
+        }
+        out.insert(
+            ino,
+            Node {
+                live: image.clone(),
+                durable: image,
+                pending: Vec::new(),
+            },
+        );
+    }
+    (out, names)
 }
 
 fn torn_len(rng: &mut SimRng, len: usize) -> usize {
@@ -355,6 +529,11 @@ impl Fs for SimFs {
                 s.next_inode += 1;
                 s.nodes.insert(ino, Node::default());
                 s.live.insert(path.to_path_buf(), ino);
+                s.log_ns(NsOp::Link {
+                    path: path.to_path_buf(),
+                    ino,
+                    from: None,
+                });
                 ino
             }
             None => {
@@ -386,6 +565,11 @@ impl Fs for SimFs {
             ));
         };
         s.live.insert(to.to_path_buf(), ino);
+        s.log_ns(NsOp::Link {
+            path: to.to_path_buf(),
+            ino,
+            from: Some(from.to_path_buf()),
+        });
         Ok(())
     }
 
@@ -400,6 +584,9 @@ impl Fs for SimFs {
                 std::io::Error::from(std::io::ErrorKind::NotFound),
             ));
         }
+        s.log_ns(NsOp::Unlink {
+            path: path.to_path_buf(),
+        });
         Ok(())
     }
 
@@ -407,9 +594,11 @@ impl Fs for SimFs {
         let mut s = self.lock_state();
         self.check_epoch(&s, "fsync directory", dir)?;
         s.check(Op::SyncDir, dir)?;
+        s.run_sync_hook(self.seed);
         if !s.durable_allowed() {
             return Ok(());
         }
+        s.ns_log.retain(|op| !op.in_dir(dir));
         let in_dir = |p: &Path| p.parent() == Some(dir);
         s.durable.retain(|p, _| !in_dir(p));
         let entries: Vec<(PathBuf, u64)> = s
@@ -560,7 +749,7 @@ impl FileHandle for SimFile {
             }
             // Once durability is frozen, power is gone: a later write can
             // never reach the disk, whatever the crash mode keeps.
-            let after_power_loss = s.syncs_durable_max.is_some_and(|max| s.syncs >= max);
+            let after_power_loss = s.after_power_loss();
             let n = node(s, ino);
             apply_write(&mut n.live, offset, buf);
             if !after_power_loss {
@@ -571,7 +760,9 @@ impl FileHandle for SimFile {
     }
 
     fn sync_data(&self) -> Result<()> {
+        let seed = self.fs.seed;
         self.with_node(Op::Sync, |s, ino| {
+            s.run_sync_hook(seed);
             if s.durable_allowed() {
                 let n = node(s, ino);
                 n.durable = n.live.clone();

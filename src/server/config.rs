@@ -20,6 +20,8 @@
 //! read_timeout_ms = 30000
 //! in_flight_requests_max = 1024
 //! threads = 0                    # 0: one per core
+//! memtable_size_bytes_max = 67108864   # engine: memtable frozen at this size
+//! wal_segment_size_bytes = 67108864    # engine: size of each WAL segment
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -133,6 +135,12 @@ impl ServerConfig {
                 self.in_flight_requests_max = parse_num::<usize>(key, value)?.max(1)
             }
             "threads" => self.threads = parse_num(key, value)?,
+            "memtable_size_bytes_max" => {
+                self.options.memtable_size_bytes_max = parse_at_least(key, value, 4096)?
+            }
+            "wal_segment_size_bytes" => {
+                self.options.wal_segment_size_bytes = parse_at_least(key, value, 64 << 10)?
+            }
             _ => return Err(format!("unknown setting `{key}`")),
         }
         Ok(())
@@ -193,6 +201,17 @@ fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> std::result::Resul
     value
         .parse()
         .map_err(|_| format!("`{key}` must be a non-negative integer, not `{value}`"))
+}
+
+fn parse_at_least<T>(key: &str, value: &str, min: T) -> std::result::Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let n: T = parse_num(key, value)?;
+    if n < min {
+        return Err(format!("`{key}` must be at least {min}, not `{value}`"));
+    }
+    Ok(n)
 }
 
 fn strip_comment(line: &str) -> &str {

@@ -150,3 +150,84 @@ fn raise_fd_limit() {
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
     }
 }
+
+/// A server run inside the calling process, without signal handling or
+/// readiness notification: for tests that give the engine a simulated file
+/// system (`config.options.fs`) and inject faults under a live server.
+/// The data directory is not created (the engine's file system does that).
+#[derive(Debug)]
+pub struct InProcess {
+    /// The address it listens on.
+    pub addr: String,
+    /// What its connections share (the database among it).
+    pub shared: Arc<Shared>,
+    stop_tx: watch::Sender<bool>,
+    workers: Option<worker::Workers>,
+}
+
+impl std::fmt::Debug for worker::Workers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Workers")
+    }
+}
+
+/// Starts a server in this process (see [`InProcess`]).
+pub fn start_in_process(config: ServerConfig) -> Result<InProcess> {
+    let auth_token = config.load_auth_token()?;
+    let bound = listener::bind(&ListenAddr::parse(&config.listen)?, auth_token.is_some())?;
+    let db = Db::open(&config.data_dir, config.options.clone())?;
+    let ts = match crate::ts::TimeSeries::open(db.clone(), crate::ts::TsOptions::default()) {
+        Ok(ts) => ts,
+        Err(e) => {
+            let _ = db.close();
+            return Err(e);
+        }
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let threads = config.thread_count();
+    let shared = Arc::new(Shared {
+        db: db.clone(),
+        limits: Limits::for_options(&config.options),
+        auth_token,
+        stats: ServerStats::default(),
+        ts,
+        config,
+    });
+    let workers = match worker::Workers::start(threads, &shared, &bound, &stop_rx) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            shared.ts.close();
+            let _ = db.close();
+            return Err(e);
+        }
+    };
+    Ok(InProcess {
+        addr: bound.display_addr(),
+        shared,
+        stop_tx,
+        workers: Some(workers),
+    })
+}
+
+impl InProcess {
+    /// Stops accepting, lets connections finish, closes the database.
+    pub fn stop(mut self) -> Result<()> {
+        self.halt();
+        self.shared.ts.close();
+        self.shared.db.close()
+    }
+
+    fn halt(&mut self) {
+        let _ = self.stop_tx.send(true);
+        if let Some(w) = self.workers.take() {
+            w.join();
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}

@@ -55,12 +55,22 @@ pub fn prepare(fs: &dyn Fs, dir: &Path, number: u64, size: u64, direct: bool) ->
     let zeros = AlignedBuf::with_capacity(ZERO_CHUNK_BYTES);
     let zero_block = zeros.full();
     let mut off = 0u64;
-    while off < size {
-        let n = (size - off).min(zero_block.len() as u64) as usize;
-        file.write_at(&zero_block[..n], off)?;
-        off += n as u64;
+    let filled = (|| {
+        while off < size {
+            let n = (size - off).min(zero_block.len() as u64) as usize;
+            file.write_at(&zero_block[..n], off)?;
+            off += n as u64;
+        }
+        file.sync_data()
+    })();
+    if let Err(e) = filled {
+        // Give the space back at once (a full disk is the usual cause);
+        // if even that fails, the next open removes the temporary file.
+        drop(file);
+        let _ = fs.remove(&tmp);
+        return Err(e);
     }
-    file.sync_data()?;
+    drop(file);
     fs.rename(&tmp, &path)?;
     fs.sync_dir(dir)?;
     let mut opts = OpenOptions::write_create();
