@@ -1,0 +1,22 @@
+//! The monitoring agent: this machine's metrics, read from /proc and /sys,
+//! written into CityHall as time series.
+//!
+//! - Parsers, one file per source, are pure functions over the text of a
+//!   file ([`cpu`], [`mem`], [`diskio`], [`net`], [`fs`], [`system`]), so
+//!   they are tested against captured files (`tests/data/proc/`).
+//! - [`sample::Sampler`] reads the files and builds one [`sample::Sample`]:
+//!   every series' point at one time, written as one TS_ADD batch.
+//!
+//! Threads: a `Sampler` is used by one thread at a time.
+
+pub mod cpu;
+pub mod diskio;
+pub mod fs;
+pub mod mem;
+pub mod net;
+pub mod parse;
+pub mod sample;
+pub mod system;
+
+pub use parse::ParseError;
+pub use sample::{Sample, Sampler};
