@@ -1,0 +1,425 @@
+//! The agent loop: take a sample every interval, buffer it, write what the
+//! buffer holds; survive the server going away.
+//!
+//! One thread does everything, in this order at each wake-up: sample if
+//! the interval has passed (into the bounded [`SampleBuffer`], whose oldest
+//! sample goes when it is full); connect if not connected and the backoff
+//! allows; write the buffered samples oldest first, each as one TS_ADD,
+//! removing each once the server acknowledged it (durable). A write that
+//! fails for want of a server (connection refused, reset, timed out)
+//! closes the connection and keeps the sample for the next attempt; a
+//! sample the server refuses (bad input, a bound) is dropped with a
+//! message, since sending it again would fail again. When the connection
+//! comes back, the agent says how many samples the buffer had to drop.
+//!
+//! The loop is generic over where samples come from ([`Source`]: the host,
+//! or the server's own metrics) and where they go ([`Sink`]: a server over
+//! TCP, or the time-series layer of the server process itself).
+
+use std::time::{Duration, Instant};
+
+use crate::client::{Client, ConnectOptions};
+use crate::error::Error;
+use crate::protocol::ts::TS_ADD_SERIES_MAX;
+use crate::ts::{Point, SeriesKey, SeriesPoints, TimeSeries};
+
+use super::buffer::{Backoff, SampleBuffer};
+use super::sample::{Sample, Sampler};
+use super::stop::Stop;
+
+/// Where samples come from.
+pub trait Source {
+    /// Readings that make the first sample complete (CPU times).
+    fn prime(&mut self) -> Result<(), String>;
+    /// One sample stamped `ts_ms`, and what could not be read.
+    fn sample(&mut self, ts_ms: i64) -> (Sample, Vec<String>);
+}
+
+impl Source for Sampler {
+    fn prime(&mut self) -> Result<(), String> {
+        Sampler::prime(self)
+    }
+    fn sample(&mut self, ts_ms: i64) -> (Sample, Vec<String>) {
+        Sampler::sample(self, ts_ms)
+    }
+}
+
+/// Why a write did not happen.
+#[derive(Debug)]
+pub enum WriteError {
+    /// No server to write to now; try again later.
+    Unavailable(String),
+    /// The server refused the sample; it would refuse it again.
+    Refused(String),
+}
+
+impl WriteError {
+    fn from_error(e: Error) -> Self {
+        match e {
+            Error::InvalidArgument(_) | Error::LimitExceeded { .. } => {
+                WriteError::Refused(e.to_string())
+            }
+            other => WriteError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Where samples go.
+pub trait Sink {
+    /// Whether a write can be attempted now.
+    fn connected(&self) -> bool;
+    /// Connects (a no-op where there is nothing to connect).
+    fn connect(&mut self) -> Result<(), String>;
+    /// Writes one sample, durably.
+    fn write(&mut self, s: &Sample) -> Result<(), WriteError>;
+    /// Drops the connection after a failure.
+    fn disconnect(&mut self);
+    /// What it writes to, for messages.
+    fn describe(&self) -> String;
+}
+
+/// A server reached over TCP (or a Unix socket) with the client.
+#[derive(Debug)]
+pub struct TcpSink {
+    addr: String,
+    options: ConnectOptions,
+    client: Option<Client>,
+}
+
+impl TcpSink {
+    /// A sink for the server at `addr`.
+    pub fn new(addr: &str, options: ConnectOptions) -> Self {
+        TcpSink {
+            addr: addr.to_string(),
+            options,
+            client: None,
+        }
+    }
+}
+
+impl Sink for TcpSink {
+    fn connected(&self) -> bool {
+        self.client.is_some()
+    }
+    fn connect(&mut self) -> Result<(), String> {
+        let c = Client::connect_with(&self.addr, &self.options).map_err(|e| e.to_string())?;
+        self.client = Some(c);
+        Ok(())
+    }
+    fn write(&mut self, s: &Sample) -> Result<(), WriteError> {
+        let Some(c) = self.client.as_mut() else {
+            return Err(WriteError::Unavailable("not connected".into()));
+        };
+        for batch in s.batches(TS_ADD_SERIES_MAX) {
+            c.ts_add(batch).map_err(WriteError::from_error)?;
+        }
+        Ok(())
+    }
+    fn disconnect(&mut self) {
+        self.client = None;
+    }
+    fn describe(&self) -> String {
+        self.addr.clone()
+    }
+}
+
+/// The time-series layer of this process (the server running the agent
+/// or its own monitoring).
+#[derive(Clone, Debug)]
+pub struct LocalSink(pub TimeSeries);
+
+impl Sink for LocalSink {
+    fn connected(&self) -> bool {
+        true
+    }
+    fn connect(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+    fn write(&mut self, s: &Sample) -> Result<(), WriteError> {
+        let points: Vec<[Point; 1]> = s
+            .points
+            .iter()
+            .map(|(_, v)| {
+                [Point {
+                    ts: s.ts_ms,
+                    value: *v,
+                }]
+            })
+            .collect();
+        let batch: Vec<SeriesPoints<'_>> = s
+            .points
+            .iter()
+            .zip(&points)
+            .map(|((k, _), p): (&(SeriesKey, f64), _)| SeriesPoints {
+                series: k,
+                points: p,
+            })
+            .collect();
+        self.0.add(&batch).map_err(WriteError::from_error)
+    }
+    fn disconnect(&mut self) {}
+    fn describe(&self) -> String {
+        "this server".into()
+    }
+}
+
+/// How the loop runs.
+#[derive(Clone, Debug)]
+pub struct LoopConfig {
+    /// Time between samples.
+    pub interval: Duration,
+    /// Most samples kept while the sink is unreachable.
+    pub buffer_samples_max: usize,
+    /// Stop after this many samples (`None`: until stopped).
+    pub samples_max: Option<u64>,
+    /// Shortest and longest wait between connection attempts.
+    pub backoff_min: Duration,
+    /// See `backoff_min`.
+    pub backoff_max: Duration,
+    /// Prefix of the loop's own series (`agent` gives
+    /// `agent.samples_dropped`, ...); `None`: none.
+    pub self_prefix: Option<&'static str>,
+    /// Name in messages (`cityhall agent`).
+    pub name: &'static str,
+}
+
+impl LoopConfig {
+    /// Defaults for `interval`: a buffer of an hour of samples (at least
+    /// 60), backoff from 0.5 s to 30 s.
+    pub fn new(interval: Duration) -> Self {
+        let per_hour = 3600_u128 * 1000 / interval.as_millis().max(1);
+        LoopConfig {
+            interval,
+            buffer_samples_max: usize::try_from(per_hour).unwrap_or(usize::MAX).max(60),
+            samples_max: None,
+            backoff_min: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            self_prefix: Some("agent"),
+            name: "cityhall agent",
+        }
+    }
+}
+
+/// What a loop did, reported when it ends.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoopReport {
+    /// Samples taken.
+    pub samples: u64,
+    /// Samples acknowledged by the sink.
+    pub written: u64,
+    /// Points in the samples written.
+    pub points_written: u64,
+    /// Samples dropped because the buffer was full.
+    pub dropped: u64,
+    /// Samples the sink refused.
+    pub refused: u64,
+    /// CPU time of the loop's thread (user + system).
+    pub cpu: Duration,
+}
+
+impl LoopReport {
+    /// A one-line summary.
+    pub fn line(&self) -> String {
+        let per = |n: u64, d: u64| if d == 0 { 0.0 } else { n as f64 / d as f64 };
+        format!(
+            "{} samples taken, {} written ({} points, {:.1} a sample), {} dropped (buffer full), {} refused; CPU {:.3} ms a sample",
+            self.samples,
+            self.written,
+            self.points_written,
+            per(self.points_written, self.written),
+            self.dropped,
+            self.refused,
+            per(self.cpu.as_micros() as u64, self.samples) / 1000.0,
+        )
+    }
+}
+
+/// CPU time (user + system) of the calling thread.
+pub fn thread_cpu_time() -> Duration {
+    // SAFETY: rusage is plain data; an all-zero value is valid.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid out-pointer; RUSAGE_THREAD is Linux's.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut u) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+            + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+    };
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Milliseconds since the epoch now.
+fn now_ms() -> i64 {
+    crate::ts::options::system_now_ms()
+}
+
+/// Runs the loop until `stop` is set or `samples_max` samples are taken,
+/// then tries once more to write what is buffered. Messages go to `log`.
+pub fn run_loop(
+    cfg: &LoopConfig,
+    source: &mut dyn Source,
+    sink: &mut dyn Sink,
+    stop: &Stop,
+    log: &mut dyn FnMut(&str),
+) -> LoopReport {
+    let cpu_start = thread_cpu_time();
+    let mut report = LoopReport::default();
+    let mut buffer = SampleBuffer::new(cfg.buffer_samples_max);
+    let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
+    let mut seen_errors: Vec<String> = Vec::new();
+    let mut down_since: Option<Instant> = None;
+    let mut failure_reported = false;
+    let mut next_connect = Instant::now();
+    if let Err(e) = source.prime() {
+        log(&format!("{}: {e}", cfg.name));
+    }
+    let mut next_sample = Instant::now() + cfg.interval;
+    loop {
+        let wake = if sink.connected() || buffer.is_empty() {
+            next_sample
+        } else {
+            next_sample.min(next_connect)
+        };
+        let stopped = stop.sleep_until(wake);
+        let done = cfg.samples_max.is_some_and(|n| report.samples >= n);
+        if !stopped && !done && Instant::now() >= next_sample {
+            let (mut s, errors) = source.sample(now_ms());
+            for e in errors {
+                if !seen_errors.contains(&e) && seen_errors.len() < 100 {
+                    log(&format!("{}: {e} (reported once)", cfg.name));
+                    seen_errors.push(e);
+                }
+            }
+            report.samples += 1;
+            if let Some(p) = cfg.self_prefix {
+                let cpu = thread_cpu_time().saturating_sub(cpu_start);
+                s.push(
+                    &format!("{p}.cpu_time_ms"),
+                    None,
+                    cpu.as_secs_f64() * 1000.0,
+                );
+                s.push(
+                    &format!("{p}.samples_dropped"),
+                    None,
+                    buffer.dropped_total() as f64,
+                );
+                let n = s.points.len() + 1;
+                s.push(&format!("{p}.points_per_sample"), None, n as f64);
+            }
+            buffer.push(s);
+            next_sample += cfg.interval;
+            let now = Instant::now();
+            if next_sample < now {
+                next_sample = now + cfg.interval; // fell behind: skip, do not burst
+            }
+        }
+        let last_round = stopped || cfg.samples_max.is_some_and(|n| report.samples >= n);
+        if !sink.connected() && !buffer.is_empty() && (Instant::now() >= next_connect || last_round)
+        {
+            match sink.connect() {
+                Ok(()) => {
+                    if let Some(since) = down_since.take() {
+                        log(&format!(
+                            "{}: reconnected to {} after {:.1} s",
+                            cfg.name,
+                            sink.describe(),
+                            since.elapsed().as_secs_f64()
+                        ));
+                    }
+                    backoff.reset();
+                    failure_reported = false;
+                }
+                Err(e) => {
+                    let wait = backoff.next_wait();
+                    if !failure_reported {
+                        failure_reported = true;
+                        log(&format!(
+                            "{}: cannot reach {}: {e}; retrying with backoff up to {} s, buffering up to {} samples",
+                            cfg.name,
+                            sink.describe(),
+                            cfg.backoff_max.as_secs(),
+                            buffer.samples_max()
+                        ));
+                        down_since.get_or_insert_with(Instant::now);
+                    }
+                    next_connect = Instant::now() + wait;
+                }
+            }
+        }
+        if sink.connected() {
+            flush(
+                cfg,
+                &mut buffer,
+                sink,
+                &mut report,
+                log,
+                &mut down_since,
+                &mut next_connect,
+                &mut backoff,
+            );
+        }
+        if last_round {
+            break;
+        }
+    }
+    report.dropped = buffer.dropped_total();
+    if !buffer.is_empty() {
+        log(&format!(
+            "{}: {} samples not written when stopping",
+            cfg.name,
+            buffer.len()
+        ));
+    }
+    report.cpu = thread_cpu_time().saturating_sub(cpu_start);
+    report
+}
+
+#[allow(clippy::too_many_arguments)]
+fn flush(
+    cfg: &LoopConfig,
+    buffer: &mut SampleBuffer,
+    sink: &mut dyn Sink,
+    report: &mut LoopReport,
+    log: &mut dyn FnMut(&str),
+    down_since: &mut Option<Instant>,
+    next_connect: &mut Instant,
+    backoff: &mut Backoff,
+) {
+    let backlog = buffer.len();
+    while let Some(s) = buffer.front() {
+        match sink.write(s) {
+            Ok(()) => {
+                report.written += 1;
+                report.points_written += s.points.len() as u64;
+                buffer.pop();
+            }
+            Err(WriteError::Refused(e)) => {
+                log(&format!("{}: sample refused, dropped: {e}", cfg.name));
+                report.refused += 1;
+                buffer.pop();
+            }
+            Err(WriteError::Unavailable(e)) => {
+                log(&format!(
+                    "{}: lost {}: {e}; {} samples buffered",
+                    cfg.name,
+                    sink.describe(),
+                    buffer.len()
+                ));
+                sink.disconnect();
+                *down_since = Some(Instant::now());
+                *next_connect = Instant::now() + backoff.next_wait();
+                return;
+            }
+        }
+    }
+    let dropped = buffer.take_dropped();
+    if backlog > 1 || dropped > 0 {
+        log(&format!(
+            "{}: wrote {backlog} buffered samples; dropped {dropped} (buffer of {} full), {} dropped in all",
+            cfg.name,
+            buffer.samples_max(),
+            buffer.dropped_total()
+        ));
+    }
+}
