@@ -146,6 +146,6 @@ mod tests {
         // Unused opcodes and empty histograms make no series.
         assert!(got.iter().all(|(k, _)| !k.starts_with("cityhall.get.")));
         assert!(got.iter().all(|(k, _)| !k.starts_with("cityhall.flush.")));
-        assert_eq!(got.len(), 1 + 7 + 1 + 7 + 2 + 1 + 1 + 1);
+        assert_eq!(got.len(), 1 + 7 + 1 + 7 + 2 + 1 + 1);
     }
 }
