@@ -225,3 +225,75 @@ fn the_agent_reconnects_and_reports_what_it_dropped() {
         .all(|l| l.split_once('\t').unwrap().1.parse::<f64>().unwrap() >= 0.0));
     drop(server);
 }
+
+fn wait_for_points(addr: &str, series: &str, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = lines(&cli_at(addr, &["ts", "range", series]));
+        if l.len() >= n {
+            return l;
+        }
+        assert!(Instant::now() < deadline, "{series}: {l:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_server_monitors_itself_and_can_run_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--self-monitor", "200ms", "--agent-interval", "200ms"],
+    );
+    for i in 0..20 {
+        let o = server.cli(&["put", &format!("k{i}"), "v"]);
+        assert_eq!(o.status.code(), Some(0));
+    }
+    // cityhall.put.p99: the p99 latency of PUT in µs, a point per interval.
+    let p99 = wait_for_points(&server.addr, "cityhall.put.p99", 2);
+    let v: f64 = p99[1].split_once('\t').unwrap().1.parse().unwrap();
+    assert!(v >= 1.0, "{p99:?}");
+    // The request counter reaches 20 in a later sample.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let l = lines(&server.cli(&["ts", "latest", "cityhall.put.requests"]));
+        let v = l
+            .first()
+            .and_then(|l| l.split_once('\t'))
+            .map(|(_, v)| v.to_string());
+        if v.as_deref() == Some("20") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{l:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let names = lines(&server.cli(&["ts", "series", "--prefix", "cityhall."]));
+    for want in [
+        "cityhall.wal.sync_latency_us.p99",
+        "cityhall.write.stalls",
+        "cityhall.level0.bytes",
+        "cityhall.block_cache.hits",
+    ] {
+        assert!(names.contains(&want.to_string()), "{want} not in {names:?}");
+    }
+    // The host agent runs in the server process too.
+    wait_for_points(&server.addr, "cpu.usage_user{cpu=cpu-total}", 1);
+    wait_for_points(&server.addr, "mem.used_percent", 2);
+    assert_eq!(server.stop().code(), Some(0));
+
+    // --self-monitor 0 turns it off; a bad value is a usage error.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &["--self-monitor", "0"]);
+    server.cli(&["put", "k", "v"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let o = server.cli(&["ts", "series", "--prefix", "cityhall."]);
+    assert_eq!((stdout(&o).as_str(), o.status.code()), ("", Some(1)));
+    drop(server);
+    let o = Command::new(BIN)
+        .args(["server", "--self-monitor", "often", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("--self-monitor"), "{}", stderr(&o));
+}
