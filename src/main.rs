@@ -42,6 +42,9 @@ enum Command {
     /// Feed this machine's metrics (CPU, memory, disks, network, load)
     /// into a server as time series.
     Agent(cityhall::agent::cli::AgentArgs),
+    /// Show the latest host and CityHall figures with sparklines,
+    /// refreshed every interval.
+    Top(cityhall::agent::top::TopArgs),
 }
 
 #[derive(Args, Debug)]
@@ -175,6 +178,7 @@ fn main() -> ExitCode {
         Command::Client(args) => run_client(args),
         Command::Check(args) => run_check(args),
         Command::Agent(args) => ExitCode::from(cityhall::agent::cli::run(args)),
+        Command::Top(args) => ExitCode::from(cityhall::agent::top::run(args)),
     }
 }
 

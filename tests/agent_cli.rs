@@ -297,3 +297,43 @@ fn the_server_monitors_itself_and_can_run_the_agent() {
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("--self-monitor"), "{}", stderr(&o));
 }
+
+#[test]
+fn top_prints_the_latest_figures_with_sparklines() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &["--self-monitor", "200ms", "--agent-interval", "200ms"],
+    );
+    server.cli(&["put", "k", "v"]);
+    wait_for_points(&server.addr, "cityhall.put.p99", 2);
+    wait_for_points(&server.addr, "cpu.usage_user{cpu=cpu-total}", 2);
+    let o = Command::new(BIN)
+        .args(["top", "--once", "--history", "24s", "--addr", &server.addr])
+        .env_remove("CITYHALL_ADDR")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let row = |label: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no {label:?} row in:\n{out}"))
+            .to_string()
+    };
+    assert!(out.starts_with("host\n"), "{out}");
+    assert!(out.contains("\ncityhall\n"), "{out}");
+    let cpu = row("cpu user");
+    assert!(cpu.contains(" %"), "{cpu}");
+    assert!(cpu.chars().any(|c| ('▁'..='█').contains(&c)), "{cpu}");
+    assert!(row("put p99").contains('s'), "{out}");
+    assert!(row("mem used").contains('%'), "{out}");
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let o = Command::new(BIN)
+        .args(["top", "--once", "--addr", &addr])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains(&addr), "{}", stderr(&o));
+}

@@ -11,6 +11,7 @@
 //!   `cityhall agent`.
 //! - [`self_monitor`] turns the server's metrics into `cityhall.*` series;
 //!   [`embedded`] runs it, and the host agent, inside the server.
+//! - [`top`] is `cityhall top`, the terminal view of both.
 //!
 //! Threads: a `Sampler` is used by one thread at a time.
 
@@ -28,6 +29,7 @@ pub mod sample;
 pub mod self_monitor;
 pub mod stop;
 pub mod system;
+pub mod top;
 
 pub use parse::ParseError;
 pub use sample::{Sample, Sampler};
