@@ -362,9 +362,9 @@ pub fn run(args: TopArgs) -> u8 {
                 eprintln!("cityhall: top: {}: {e}", args.addr);
                 return 3;
             }
-            Err(e) => write!(
+            Err(e) => writeln!(
                 stdout,
-                "\x1b[H\x1b[2Jcityhall top: {}: {e}; retrying\n",
+                "\x1b[H\x1b[2Jcityhall top: {}: {e}; retrying",
                 args.addr
             ),
         };
