@@ -292,3 +292,101 @@ fn label_values_always_make_a_valid_series() {
     let b = s.batches(10_000);
     assert_eq!((b.len(), b[0].len(), b[0][0].points[0].ts), (1, 1, 1));
 }
+
+/// Copies captured files into a directory laid out like /proc.
+fn fake_proc(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (to, from) in files {
+        let path = dir.path().join(to);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, data(from)).unwrap();
+    }
+    for pid in ["1", "42", "4242"] {
+        std::fs::create_dir(dir.path().join(pid)).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn a_sample_of_a_64_cpu_machine_with_odd_devices() {
+    use cityhall::agent::Sampler;
+    let proc = fake_proc(&[
+        ("stat", "stat_64cpu"),
+        ("meminfo", "meminfo_old"),
+        ("loadavg", "loadavg"),
+        ("uptime", "uptime"),
+        ("diskstats", "diskstats_spaces"),
+        ("net/dev", "net_dev_odd"),
+        ("self/mounts", "mounts_spaces"),
+    ]);
+    let mut sampler = Sampler::new(proc.path());
+    sampler.prime().unwrap();
+    // 100 more ticks of every mode on every CPU: each mode then has 12.5 %
+    // of the time (guest modes are inside user and nice, so 0 here).
+    let later: String = data("stat_64cpu")
+        .lines()
+        .map(|l| {
+            if !l.starts_with("cpu") {
+                return format!("{l}\n");
+            }
+            let mut w = l.split_ascii_whitespace();
+            let name = w.next().unwrap();
+            let v: Vec<String> = w
+                .enumerate()
+                .map(|(i, n)| {
+                    let n: u64 = n.parse().unwrap();
+                    (if i < 8 { n + 100 } else { n }).to_string()
+                })
+                .collect();
+            format!("{name} {}\n", v.join(" "))
+        })
+        .collect();
+    std::fs::write(proc.path().join("stat"), later).unwrap();
+    let (s, errors) = sampler.sample(1_700_000_000_000);
+    let find = |name: &str| {
+        s.points
+            .iter()
+            .find(|(k, _)| k.canonical() == name)
+            .map(|(_, v)| *v)
+    };
+    let cpu = s
+        .points
+        .iter()
+        .filter(|(k, _)| k.name().starts_with("cpu."))
+        .count();
+    assert_eq!(cpu, 65 * 10);
+    assert_eq!(find("cpu.usage_user{cpu=cpu63}"), Some(12.5));
+    assert_eq!(find("cpu.usage_steal{cpu=cpu-total}"), Some(12.5));
+    assert_eq!(find("cpu.usage_guest{cpu=cpu7}"), Some(0.0));
+    assert_eq!(find("system.n_cpus"), Some(64.0));
+    assert_eq!(find("kernel.context_switches"), Some(123_456_789_012.0));
+    assert_eq!(find("processes.total"), Some(3.0));
+    assert_eq!(find("mem.used_percent"), Some(50.0));
+    assert_eq!(find("diskio.reads{name=my disk}"), Some(10.0));
+    assert_eq!(find("diskio.reads{name=backup 2}"), Some(5.0));
+    assert_eq!(
+        find("diskio.reads{name=loop0}"),
+        None,
+        "idle devices are left out"
+    );
+    assert_eq!(find("net.bytes_recv{interface=lo}"), Some(u64::MAX as f64));
+    assert_eq!(find("net.err_out{interface=my nic}"), Some(3.0));
+    assert_eq!(find("net.bytes_sent{interface=vlan:10}"), Some(9.0));
+    assert!(find("disk.total{path=/}").unwrap() > 0.0);
+    // The other mounts are not on this machine: each error is named.
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("statvfs /mnt/My Photos:")),
+        "{errors:?}"
+    );
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(s.points.iter().all(|(_, v)| v.is_finite()));
+
+    // A file that is missing costs its series only, and says which.
+    std::fs::remove_file(proc.path().join("meminfo")).unwrap();
+    let (s, errors) = sampler.sample(1_700_000_010_000);
+    assert!(errors.iter().any(|e| e.contains("meminfo")), "{errors:?}");
+    assert!(s.points.iter().all(|(k, _)| !k.name().starts_with("mem.")));
+    assert!(s.points.iter().any(|(k, _)| k.name() == "system.load1"));
+}

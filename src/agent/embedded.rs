@@ -50,7 +50,7 @@ impl Monitors {
                 .spawn(move || {
                     let mut source = MetricsSource(snapshot);
                     let mut log = |l: &str| eprintln!("{l}");
-                    run_loop(&cfg, &mut source, &mut LocalSink(ts), &stop, &mut log);
+                    run_loop(&cfg, &mut source, &mut LocalSink::new(ts), &stop, &mut log);
                 });
             match t {
                 Ok(t) => m.threads.push(t),
@@ -70,7 +70,7 @@ impl Monitors {
                     let r = run_loop(
                         &cfg,
                         &mut Sampler::default(),
-                        &mut LocalSink(ts),
+                        &mut LocalSink::new(ts),
                         &stop,
                         &mut log,
                     );

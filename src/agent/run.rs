@@ -124,15 +124,27 @@ impl Sink for TcpSink {
 }
 
 /// The time-series layer of this process (the server running the agent
-/// or its own monitoring).
+/// or its own monitoring). After a failed write it counts as
+/// disconnected, so that retries follow the backoff.
 #[derive(Clone, Debug)]
-pub struct LocalSink(pub TimeSeries);
+pub struct LocalSink {
+    ts: TimeSeries,
+    ok: bool,
+}
+
+impl LocalSink {
+    /// A sink writing into `ts`.
+    pub fn new(ts: TimeSeries) -> Self {
+        LocalSink { ts, ok: true }
+    }
+}
 
 impl Sink for LocalSink {
     fn connected(&self) -> bool {
-        true
+        self.ok
     }
     fn connect(&mut self) -> Result<(), String> {
+        self.ok = true;
         Ok(())
     }
     fn write(&mut self, s: &Sample) -> Result<(), WriteError> {
@@ -155,9 +167,11 @@ impl Sink for LocalSink {
                 points: p,
             })
             .collect();
-        self.0.add(&batch).map_err(WriteError::from_error)
+        self.ts.add(&batch).map_err(WriteError::from_error)
     }
-    fn disconnect(&mut self) {}
+    fn disconnect(&mut self) {
+        self.ok = false;
+    }
     fn describe(&self) -> String {
         "this server".into()
     }
@@ -421,5 +435,139 @@ fn flush(
             buffer.samples_max(),
             buffer.dropped_total()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    /// Samples stamped 1, 2, 3, ...; `taken` is shared with the sink.
+    struct Counting(Rc<Cell<i64>>);
+
+    impl Source for Counting {
+        fn prime(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+        fn sample(&mut self, _ts_ms: i64) -> (Sample, Vec<String>) {
+            let n = self.0.get() + 1;
+            self.0.set(n);
+            let mut s = Sample::new(n);
+            s.push("x", None, n as f64);
+            (s, vec!["unreadable".into()])
+        }
+    }
+
+    /// Down while samples `down` are the newest taken; refuses `refuse`.
+    struct Flaky {
+        taken: Rc<Cell<i64>>,
+        down: std::ops::RangeInclusive<i64>,
+        refuse: i64,
+        up: bool,
+        written: Vec<i64>,
+    }
+
+    impl Sink for Flaky {
+        fn connected(&self) -> bool {
+            self.up
+        }
+        fn connect(&mut self) -> Result<(), String> {
+            if self.down.contains(&self.taken.get()) {
+                return Err("refused".into());
+            }
+            self.up = true;
+            Ok(())
+        }
+        fn write(&mut self, s: &Sample) -> Result<(), WriteError> {
+            if self.down.contains(&self.taken.get()) {
+                return Err(WriteError::Unavailable("reset".into()));
+            }
+            if s.ts_ms == self.refuse {
+                return Err(WriteError::Refused("bad".into()));
+            }
+            self.written.push(s.ts_ms);
+            Ok(())
+        }
+        fn disconnect(&mut self) {
+            self.up = false;
+        }
+        fn describe(&self) -> String {
+            "flaky".into()
+        }
+    }
+
+    #[test]
+    fn an_outage_drops_the_oldest_samples_and_says_so() {
+        let taken = Rc::new(Cell::new(0));
+        let mut sink = Flaky {
+            taken: Rc::clone(&taken),
+            down: 2..=7,
+            refuse: 9,
+            up: false,
+            written: Vec::new(),
+        };
+        let mut cfg = LoopConfig::new(Duration::from_millis(1));
+        cfg.buffer_samples_max = 3;
+        cfg.samples_max = Some(10);
+        // No wait between attempts: every sample while down tries to
+        // connect, so the outcome does not depend on timing.
+        cfg.backoff_min = Duration::ZERO;
+        cfg.backoff_max = Duration::ZERO;
+        cfg.self_prefix = None;
+        let mut logs = Vec::new();
+        let report = run_loop(
+            &cfg,
+            &mut Counting(Rc::clone(&taken)),
+            &mut sink,
+            &Stop::new(),
+            &mut |l: &str| logs.push(l.to_string()),
+        );
+        // 1 written; 2..=7 taken while down, the buffer of 3 keeping the
+        // newest (2, 3, 4 dropped, then 5 when 8 arrives); 9 refused.
+        assert_eq!(sink.written, [1, 6, 7, 8, 10]);
+        assert_eq!(
+            (
+                report.samples,
+                report.written,
+                report.dropped,
+                report.refused
+            ),
+            (10, 5, 4, 1)
+        );
+        assert_eq!(report.points_written, 5);
+        let text = logs.join("\n");
+        assert!(text.contains("lost flaky: reset"), "{text}");
+        assert!(text.contains("reconnected to flaky"), "{text}");
+        assert!(
+            text.contains("wrote 3 buffered samples; dropped 4"),
+            "{text}"
+        );
+        assert!(text.contains("sample refused, dropped: bad"), "{text}");
+        assert_eq!(text.matches("unreadable (reported once)").count(), 1);
+    }
+
+    #[test]
+    fn a_stopped_loop_ends_at_once() {
+        let stop = Stop::new();
+        stop.stop();
+        let taken = Rc::new(Cell::new(0));
+        let mut sink = Flaky {
+            taken: Rc::clone(&taken),
+            down: 0..=0,
+            refuse: 0,
+            up: false,
+            written: Vec::new(),
+        };
+        let cfg = LoopConfig::new(Duration::from_secs(3600));
+        let r = run_loop(
+            &cfg,
+            &mut Counting(taken),
+            &mut sink,
+            &stop,
+            &mut |_: &str| {},
+        );
+        assert_eq!((r.samples, r.written), (0, 0));
     }
 }
