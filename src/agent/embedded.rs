@@ -48,7 +48,7 @@ impl Monitors {
             let t = std::thread::Builder::new()
                 .name("self-monitor".into())
                 .spawn(move || {
-                    let mut source = MetricsSource(snapshot);
+                    let mut source = MetricsSource::new(snapshot);
                     let mut log = |l: &str| eprintln!("{l}");
                     run_loop(&cfg, &mut source, &mut LocalSink::new(ts), &stop, &mut log);
                 });

@@ -12,7 +12,12 @@
 //!   request latency drops its `.latency_us` so that the p99 of PUT (µs)
 //!   is `cityhall.put.p99`; others keep their name
 //!   (`cityhall.wal.sync_latency_us.p99`); a histogram with no value yet
-//!   gives nothing;
+//!   gives nothing. The histograms are the server's, which count from
+//!   its start (as `cityhall client metrics` shows them), so their
+//!   percentiles move slowly on a server that has run long; hence also
+//!   `.interval_mean`, the exact mean of the values recorded since the
+//!   previous sample (from the change of count and sum), present when
+//!   there were any;
 //! - the figures of an opcode never requested are left out (16 opcodes
 //!   would otherwise make 150 empty series);
 //! - `cityhall.block_cache.hit_percent` is derived: hits over lookups
@@ -44,8 +49,12 @@ fn op_unused(m: &MetricsSnapshot, name: &str) -> bool {
     )
 }
 
-/// Adds the points of `m` to `s` (see the module doc for the names).
-pub fn add_metrics(m: &MetricsSnapshot, s: &mut Sample) {
+/// Count and sum of each histogram at the previous sample.
+pub type Previous = std::collections::HashMap<String, (u64, f64)>;
+
+/// Adds the points of `m` to `s` (see the module doc for the names);
+/// `prev` carries the histograms' counts and sums from one call to the next.
+pub fn add_metrics(m: &MetricsSnapshot, prev: &mut Previous, s: &mut Sample) {
     for metric in &m.metrics {
         if op_unused(m, &metric.name) {
             continue;
@@ -74,6 +83,14 @@ pub fn add_metrics(m: &MetricsSnapshot, s: &mut Sample) {
                 for (f, v) in fields {
                     s.push(&format!("{base}.{f}"), None, v);
                 }
+                let sum = h.mean * h.count as f64;
+                let before = prev.insert(metric.name.clone(), (h.count, sum));
+                if let Some((count0, sum0)) = before {
+                    if h.count > count0 {
+                        let mean = (sum - sum0) / (h.count - count0) as f64;
+                        s.push(&format!("{base}.interval_mean"), None, mean.max(0.0));
+                    }
+                }
             }
         }
     }
@@ -94,15 +111,30 @@ pub fn add_metrics(m: &MetricsSnapshot, s: &mut Sample) {
 }
 
 /// A [`Source`] of the server's metrics, read by a closure.
-pub struct MetricsSource<F: FnMut() -> MetricsSnapshot>(pub F);
+pub struct MetricsSource<F: FnMut() -> MetricsSnapshot> {
+    read: F,
+    prev: Previous,
+}
+
+impl<F: FnMut() -> MetricsSnapshot> MetricsSource<F> {
+    /// A source calling `read` for each sample.
+    pub fn new(read: F) -> Self {
+        MetricsSource {
+            read,
+            prev: Previous::new(),
+        }
+    }
+}
 
 impl<F: FnMut() -> MetricsSnapshot> Source for MetricsSource<F> {
     fn prime(&mut self) -> Result<(), String> {
+        let mut ignored = Sample::new(0);
+        add_metrics(&(self.read)(), &mut self.prev, &mut ignored);
         Ok(())
     }
     fn sample(&mut self, ts_ms: i64) -> (Sample, Vec<String>) {
         let mut s = Sample::new(ts_ms);
-        add_metrics(&(self.0)(), &mut s);
+        add_metrics(&(self.read)(), &mut self.prev, &mut s);
         (s, Vec::new())
     }
 }
@@ -131,7 +163,8 @@ mod tests {
         m.counter("block_cache.misses", 1);
         m.gauge("level1.bytes", 1e6);
         let mut s = Sample::new(5);
-        add_metrics(&m, &mut s);
+        let mut prev = Previous::new();
+        add_metrics(&m, &mut prev, &mut s);
         let got: Vec<(String, f64)> = s.points.iter().map(|(k, v)| (k.canonical(), *v)).collect();
         let find = |n: &str| got.iter().find(|(k, _)| k == n).map(|(_, v)| *v);
         assert_eq!(find("cityhall.put.requests"), Some(3.0));
@@ -147,5 +180,29 @@ mod tests {
         assert!(got.iter().all(|(k, _)| !k.starts_with("cityhall.get.")));
         assert!(got.iter().all(|(k, _)| !k.starts_with("cityhall.flush.")));
         assert_eq!(got.len(), 1 + 7 + 1 + 7 + 2 + 1 + 1);
+        assert!(find("cityhall.put.interval_mean").is_none());
+
+        // The next sample: the mean of what was recorded in between.
+        h.record(60);
+        h.record(100);
+        let mut m2 = MetricsSnapshot::default();
+        m2.counter("server.put.requests", 5);
+        m2.histogram("server.put.latency_us", &h);
+        let mut s = Sample::new(6);
+        add_metrics(&m2, &mut prev, &mut s);
+        let mean = s
+            .points
+            .iter()
+            .find(|(k, _)| k.canonical() == "cityhall.put.interval_mean")
+            .map(|(_, v)| *v)
+            .unwrap();
+        assert!((mean - 80.0).abs() < 0.5, "{mean}");
+        // Nothing recorded since: no interval mean.
+        let mut s = Sample::new(7);
+        add_metrics(&m2, &mut prev, &mut s);
+        assert!(s
+            .points
+            .iter()
+            .all(|(k, _)| k.name() != "cityhall.put.interval_mean"));
     }
 }

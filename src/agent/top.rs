@@ -183,8 +183,20 @@ fn host_rows(client: &mut Client) -> Result<Vec<Row>> {
 fn cityhall_rows() -> Vec<Row> {
     vec![
         row("put", "cityhall.put.requests", true, Unit::PerSec),
+        row(
+            "put latency",
+            "cityhall.put.interval_mean",
+            false,
+            Unit::Micros,
+        ),
         row("put p99", "cityhall.put.p99", false, Unit::Micros),
         row("get", "cityhall.get.requests", true, Unit::PerSec),
+        row(
+            "get latency",
+            "cityhall.get.interval_mean",
+            false,
+            Unit::Micros,
+        ),
         row("get p99", "cityhall.get.p99", false, Unit::Micros),
         row(
             "ts points",
