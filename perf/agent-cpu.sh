@@ -10,6 +10,9 @@
 #                    (its stop summary), the whole process's user + system
 #                    time (bash `time`), and the server's CPU time over the
 #                    run (/proc/PID/stat), i.e. what storing a sample costs.
+#   in the server    `cityhall server --self-monitor $INTERVAL --agent-interval
+#                    $INTERVAL` for SAMPLES x INTERVAL: the getrusage summaries
+#                    of both threads (writing through the library, no socket).
 #   cityhall --once  `perf stat -r $ONCE_RUNS cityhall agent --once`: a whole
 #                    process per sample (start, two /proc/stat readings,
 #                    connect, one write), task-clock.
@@ -47,6 +50,18 @@ perf stat -r "$ONCE_RUNS" -x, -e task-clock -o "$WORK/once.perf" \
 once_ms="$(awk -F, '/task-clock/ { printf "%.2f", $1 }' "$WORK/once.perf")"
 stop_pid "$CITYHALL_PID"
 
+# The same agent and self-monitoring inside a server (no connection):
+# their threads' getrusage summaries when the server stops.
+start_cityhall "$WORK/db2" --self-monitor "$INTERVAL" --agent-interval "$INTERVAL"
+show sleep "$(awk -v n="$SAMPLES" -v i="$interval_s" 'BEGIN { print n * i }')"
+sleep "$(awk -v n="$SAMPLES" -v i="$interval_s" 'BEGIN { print n * i }')"
+stop_pid "$CITYHALL_PID"
+inproc="$(grep '^cityhall agent: stopped:' "$WORK/db2.log")"
+selfmon="$(grep '^cityhall self-monitor: stopped:' "$WORK/db2.log")"
+inproc_ms="$(sed -n 's/.*CPU \([0-9.]*\) ms a sample.*/\1/p' <<<"$inproc")"
+selfmon_ms="$(sed -n 's/.*CPU \([0-9.]*\) ms a sample.*/\1/p' <<<"$selfmon")"
+selfmon_points="$(sed -n 's/.*points, \([0-9.]*\) a sample.*/\1/p' <<<"$selfmon")"
+
 port="$(free_port)"
 start_bg "$WORK/node_exporter.log" prometheus-node-exporter --web.listen-address="127.0.0.1:$port"
 ne_pid=$BG_PID
@@ -71,6 +86,8 @@ ne_ms="$(per_sample "$ne_before" "$ne_after")"
 
 echo
 echo "agent: $summary"
+echo "in the server: $inproc"
+echo "in the server: $selfmon"
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| what | CPU ms per sample | points per sample |"
@@ -79,6 +96,8 @@ echo "| cityhall agent, sampling thread (getrusage) | $thread_ms | $points |"
 echo "| cityhall agent, whole process (user + system) | $agent_ms | $points |"
 echo "| cityhall server, storing the samples durably | $server_ms | |"
 echo "| cityhall agent --once, whole process (perf stat task-clock) | $once_ms | |"
+echo "| agent inside the server (--agent-interval), its thread | $inproc_ms | $points |"
+echo "| self-monitoring (--self-monitor), its thread | $selfmon_ms | $selfmon_points |"
 echo "| node_exporter, per scrape | $ne_ms | $ne_points |"
 echo
 echo "agent process / node_exporter: $(ratio "$agent_ms" "$ne_ms")"

@@ -50,7 +50,8 @@ impl Monitors {
                 .spawn(move || {
                     let mut source = MetricsSource::new(snapshot);
                     let mut log = |l: &str| eprintln!("{l}");
-                    run_loop(&cfg, &mut source, &mut LocalSink::new(ts), &stop, &mut log);
+                    let r = run_loop(&cfg, &mut source, &mut LocalSink::new(ts), &stop, &mut log);
+                    eprintln!("cityhall self-monitor: stopped: {}", r.line());
                 });
             match t {
                 Ok(t) => m.threads.push(t),
