@@ -268,6 +268,120 @@ fn now_ms() -> i64 {
     crate::ts::options::system_now_ms()
 }
 
+/// What the loop carries from one wake-up to the next.
+struct State<'a> {
+    cfg: &'a LoopConfig,
+    log: &'a mut dyn FnMut(&str),
+    report: LoopReport,
+    buffer: SampleBuffer,
+    backoff: Backoff,
+    cpu_start: Duration,
+    /// Errors of the source already reported (each is reported once).
+    seen_errors: Vec<String>,
+    /// Since when the sink has been unreachable.
+    down_since: Option<Instant>,
+    /// Whether a failed connection was reported since the last success.
+    failure_reported: bool,
+    next_connect: Instant,
+}
+
+impl State<'_> {
+    fn say(&mut self, what: &str) {
+        (self.log)(&format!("{}: {what}", self.cfg.name));
+    }
+
+    fn take_sample(&mut self, source: &mut dyn Source) {
+        let (mut s, errors) = source.sample(now_ms());
+        for e in errors {
+            if !self.seen_errors.contains(&e) && self.seen_errors.len() < 100 {
+                self.say(&format!("{e} (reported once)"));
+                self.seen_errors.push(e);
+            }
+        }
+        self.report.samples += 1;
+        if let Some(p) = self.cfg.self_prefix {
+            let cpu = thread_cpu_time().saturating_sub(self.cpu_start);
+            s.push(
+                &format!("{p}.cpu_time_ms"),
+                None,
+                cpu.as_secs_f64() * 1000.0,
+            );
+            let dropped = self.buffer.dropped_total() as f64;
+            s.push(&format!("{p}.samples_dropped"), None, dropped);
+            let n = s.points.len() + 1;
+            s.push(&format!("{p}.points_per_sample"), None, n as f64);
+        }
+        self.buffer.push(s);
+    }
+
+    fn connect(&mut self, sink: &mut dyn Sink) {
+        match sink.connect() {
+            Ok(()) => {
+                if let Some(since) = self.down_since.take() {
+                    let secs = since.elapsed().as_secs_f64();
+                    self.say(&format!(
+                        "reconnected to {} after {secs:.1} s",
+                        sink.describe()
+                    ));
+                }
+                self.backoff.reset();
+                self.failure_reported = false;
+            }
+            Err(e) => {
+                let wait = self.backoff.next_wait();
+                if !self.failure_reported {
+                    self.failure_reported = true;
+                    self.say(&format!(
+                        "cannot reach {}: {e}; retrying with backoff up to {} s, buffering up to {} samples",
+                        sink.describe(),
+                        self.cfg.backoff_max.as_secs(),
+                        self.buffer.samples_max()
+                    ));
+                    self.down_since.get_or_insert_with(Instant::now);
+                }
+                self.next_connect = Instant::now() + wait;
+            }
+        }
+    }
+
+    /// Writes the buffered samples, oldest first, until one fails.
+    fn flush(&mut self, sink: &mut dyn Sink) {
+        let backlog = self.buffer.len();
+        while let Some(s) = self.buffer.front() {
+            match sink.write(s) {
+                Ok(()) => {
+                    self.report.written += 1;
+                    self.report.points_written += s.points.len() as u64;
+                    self.buffer.pop();
+                }
+                Err(WriteError::Refused(e)) => {
+                    self.say(&format!("sample refused, dropped: {e}"));
+                    self.report.refused += 1;
+                    self.buffer.pop();
+                }
+                Err(WriteError::Unavailable(e)) => {
+                    let left = self.buffer.len();
+                    self.say(&format!(
+                        "lost {}: {e}; {left} samples buffered",
+                        sink.describe()
+                    ));
+                    sink.disconnect();
+                    self.down_since = Some(Instant::now());
+                    self.next_connect = Instant::now() + self.backoff.next_wait();
+                    return;
+                }
+            }
+        }
+        let dropped = self.buffer.take_dropped();
+        if backlog > 1 || dropped > 0 {
+            let (max, total) = (self.buffer.samples_max(), self.buffer.dropped_total());
+            self.say(&format!(
+                "wrote {backlog} buffered samples; dropped {dropped} (buffer of {max} full), {total} dropped in all"
+            ));
+        }
+    }
+}
+
 /// Runs the loop until `stop` is set or `samples_max` samples are taken,
 /// then tries once more to write what is buffered. Messages go to `log`.
 pub fn run_loop(
@@ -277,165 +391,57 @@ pub fn run_loop(
     stop: &Stop,
     log: &mut dyn FnMut(&str),
 ) -> LoopReport {
-    let cpu_start = thread_cpu_time();
-    let mut report = LoopReport::default();
-    let mut buffer = SampleBuffer::new(cfg.buffer_samples_max);
-    let mut backoff = Backoff::new(cfg.backoff_min, cfg.backoff_max);
-    let mut seen_errors: Vec<String> = Vec::new();
-    let mut down_since: Option<Instant> = None;
-    let mut failure_reported = false;
-    let mut next_connect = Instant::now();
+    let mut st = State {
+        cfg,
+        log,
+        report: LoopReport::default(),
+        buffer: SampleBuffer::new(cfg.buffer_samples_max),
+        backoff: Backoff::new(cfg.backoff_min, cfg.backoff_max),
+        cpu_start: thread_cpu_time(),
+        seen_errors: Vec::new(),
+        down_since: None,
+        failure_reported: false,
+        next_connect: Instant::now(),
+    };
     if let Err(e) = source.prime() {
-        log(&format!("{}: {e}", cfg.name));
+        st.say(&e);
     }
+    let enough = |r: &LoopReport| cfg.samples_max.is_some_and(|n| r.samples >= n);
     let mut next_sample = Instant::now() + cfg.interval;
     loop {
-        let wake = if sink.connected() || buffer.is_empty() {
+        let wake = if sink.connected() || st.buffer.is_empty() {
             next_sample
         } else {
-            next_sample.min(next_connect)
+            next_sample.min(st.next_connect)
         };
         let stopped = stop.sleep_until(wake);
-        let done = cfg.samples_max.is_some_and(|n| report.samples >= n);
-        if !stopped && !done && Instant::now() >= next_sample {
-            let (mut s, errors) = source.sample(now_ms());
-            for e in errors {
-                if !seen_errors.contains(&e) && seen_errors.len() < 100 {
-                    log(&format!("{}: {e} (reported once)", cfg.name));
-                    seen_errors.push(e);
-                }
-            }
-            report.samples += 1;
-            if let Some(p) = cfg.self_prefix {
-                let cpu = thread_cpu_time().saturating_sub(cpu_start);
-                s.push(
-                    &format!("{p}.cpu_time_ms"),
-                    None,
-                    cpu.as_secs_f64() * 1000.0,
-                );
-                s.push(
-                    &format!("{p}.samples_dropped"),
-                    None,
-                    buffer.dropped_total() as f64,
-                );
-                let n = s.points.len() + 1;
-                s.push(&format!("{p}.points_per_sample"), None, n as f64);
-            }
-            buffer.push(s);
+        if !stopped && !enough(&st.report) && Instant::now() >= next_sample {
+            st.take_sample(source);
             next_sample += cfg.interval;
             let now = Instant::now();
             if next_sample < now {
                 next_sample = now + cfg.interval; // fell behind: skip, do not burst
             }
         }
-        let last_round = stopped || cfg.samples_max.is_some_and(|n| report.samples >= n);
-        if !sink.connected() && !buffer.is_empty() && (Instant::now() >= next_connect || last_round)
-        {
-            match sink.connect() {
-                Ok(()) => {
-                    if let Some(since) = down_since.take() {
-                        log(&format!(
-                            "{}: reconnected to {} after {:.1} s",
-                            cfg.name,
-                            sink.describe(),
-                            since.elapsed().as_secs_f64()
-                        ));
-                    }
-                    backoff.reset();
-                    failure_reported = false;
-                }
-                Err(e) => {
-                    let wait = backoff.next_wait();
-                    if !failure_reported {
-                        failure_reported = true;
-                        log(&format!(
-                            "{}: cannot reach {}: {e}; retrying with backoff up to {} s, buffering up to {} samples",
-                            cfg.name,
-                            sink.describe(),
-                            cfg.backoff_max.as_secs(),
-                            buffer.samples_max()
-                        ));
-                        down_since.get_or_insert_with(Instant::now);
-                    }
-                    next_connect = Instant::now() + wait;
-                }
-            }
+        let last_round = stopped || enough(&st.report);
+        let may_connect = Instant::now() >= st.next_connect || last_round;
+        if !sink.connected() && !st.buffer.is_empty() && may_connect {
+            st.connect(sink);
         }
         if sink.connected() {
-            flush(
-                cfg,
-                &mut buffer,
-                sink,
-                &mut report,
-                log,
-                &mut down_since,
-                &mut next_connect,
-                &mut backoff,
-            );
+            st.flush(sink);
         }
         if last_round {
             break;
         }
     }
-    report.dropped = buffer.dropped_total();
-    if !buffer.is_empty() {
-        log(&format!(
-            "{}: {} samples not written when stopping",
-            cfg.name,
-            buffer.len()
-        ));
+    st.report.dropped = st.buffer.dropped_total();
+    if !st.buffer.is_empty() {
+        let n = st.buffer.len();
+        st.say(&format!("{n} samples not written when stopping"));
     }
-    report.cpu = thread_cpu_time().saturating_sub(cpu_start);
-    report
-}
-
-#[allow(clippy::too_many_arguments)]
-fn flush(
-    cfg: &LoopConfig,
-    buffer: &mut SampleBuffer,
-    sink: &mut dyn Sink,
-    report: &mut LoopReport,
-    log: &mut dyn FnMut(&str),
-    down_since: &mut Option<Instant>,
-    next_connect: &mut Instant,
-    backoff: &mut Backoff,
-) {
-    let backlog = buffer.len();
-    while let Some(s) = buffer.front() {
-        match sink.write(s) {
-            Ok(()) => {
-                report.written += 1;
-                report.points_written += s.points.len() as u64;
-                buffer.pop();
-            }
-            Err(WriteError::Refused(e)) => {
-                log(&format!("{}: sample refused, dropped: {e}", cfg.name));
-                report.refused += 1;
-                buffer.pop();
-            }
-            Err(WriteError::Unavailable(e)) => {
-                log(&format!(
-                    "{}: lost {}: {e}; {} samples buffered",
-                    cfg.name,
-                    sink.describe(),
-                    buffer.len()
-                ));
-                sink.disconnect();
-                *down_since = Some(Instant::now());
-                *next_connect = Instant::now() + backoff.next_wait();
-                return;
-            }
-        }
-    }
-    let dropped = buffer.take_dropped();
-    if backlog > 1 || dropped > 0 {
-        log(&format!(
-            "{}: wrote {backlog} buffered samples; dropped {dropped} (buffer of {} full), {} dropped in all",
-            cfg.name,
-            buffer.samples_max(),
-            buffer.dropped_total()
-        ));
-    }
+    st.report.cpu = thread_cpu_time().saturating_sub(st.cpu_start);
+    st.report
 }
 
 #[cfg(test)]
