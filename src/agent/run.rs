@@ -331,12 +331,16 @@ impl State<'_> {
                 let wait = self.backoff.next_wait();
                 if !self.failure_reported {
                     self.failure_reported = true;
-                    self.say(&format!(
-                        "cannot reach {}: {e}; retrying with backoff up to {} s, buffering up to {} samples",
-                        sink.describe(),
-                        self.cfg.backoff_max.as_secs(),
-                        self.buffer.samples_max()
-                    ));
+                    let retry = if self.cfg.samples_max == Some(1) {
+                        String::new()
+                    } else {
+                        format!(
+                            "; retrying with backoff up to {} s, buffering up to {} samples",
+                            self.cfg.backoff_max.as_secs(),
+                            self.buffer.samples_max()
+                        )
+                    };
+                    self.say(&format!("cannot reach {}: {e}{retry}", sink.describe()));
                     self.down_since.get_or_insert_with(Instant::now);
                 }
                 self.next_connect = Instant::now() + wait;
