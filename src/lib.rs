@@ -2,6 +2,7 @@
 //!
 //! The engine is a log-structured merge tree; [`Db`] is its entry point.
 
+pub mod agent;
 pub mod batch;
 pub mod check;
 pub mod client;

@@ -39,7 +39,12 @@ enum Command {
     /// Verify every file of a database offline (manifest, WAL, tables);
     /// exits 0 when all is well, 3 when anything is damaged.
     Check(CheckArgs),
-    // `agent` joins here, in its own module.
+    /// Feed this machine's metrics (CPU, memory, disks, network, load)
+    /// into a server as time series.
+    Agent(cityhall::agent::cli::AgentArgs),
+    /// Show the latest host and CityHall figures with sparklines,
+    /// refreshed every interval.
+    Top(cityhall::agent::top::TopArgs),
 }
 
 #[derive(Args, Debug)]
@@ -81,6 +86,14 @@ struct ServerArgs {
     /// Event-loop threads; 0 for one per core [default: 0].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Write the server's own metrics as `cityhall.*` series every D
+    /// (10s, 1m, ...); 0 turns it off [default: 10s].
+    #[arg(long, value_name = "D")]
+    self_monitor: Option<String>,
+    /// Also run the host agent (`cityhall agent`) inside the server, every
+    /// D; 0 turns it off [default: 0].
+    #[arg(long, value_name = "D")]
+    agent_interval: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -174,6 +187,8 @@ fn main() -> ExitCode {
         Command::Server(args) => run_server(args),
         Command::Client(args) => run_client(args),
         Command::Check(args) => run_check(args),
+        Command::Agent(args) => ExitCode::from(cityhall::agent::cli::run(args)),
+        Command::Top(args) => ExitCode::from(cityhall::agent::top::run(args)),
     }
 }
 
@@ -263,6 +278,15 @@ fn server_config(args: ServerArgs) -> cityhall::Result<ServerConfig> {
     }
     if let Some(n) = args.threads {
         cfg.threads = n;
+    }
+    for (key, value) in [
+        ("self_monitor", &args.self_monitor),
+        ("agent_interval", &args.agent_interval),
+    ] {
+        if let Some(v) = value {
+            cfg.set(key, v)
+                .map_err(|e| Error::InvalidArgument(format!("--{}: {e}", key.replace('_', "-"))))?;
+        }
     }
     Ok(cfg)
 }

@@ -22,6 +22,8 @@
 //! threads = 0                    # 0: one per core
 //! memtable_size_bytes_max = 67108864   # engine: memtable frozen at this size
 //! wal_segment_size_bytes = 67108864    # engine: size of each WAL segment
+//! self_monitor = "10s"           # own metrics as cityhall.* series; "0": off
+//! agent_interval = "10s"         # run the host agent in the server; "0": off (the default)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -64,6 +66,10 @@ pub struct ServerConfig {
     pub threads: usize,
     /// Longest wait at shutdown for connections to finish their requests.
     pub drain_timeout: Duration,
+    /// Interval of self-monitoring (`cityhall.*` series); zero: off.
+    pub self_monitor_interval: Duration,
+    /// Interval of the host agent run inside the server; zero: off.
+    pub agent_interval: Duration,
 }
 
 impl ServerConfig {
@@ -81,6 +87,8 @@ impl ServerConfig {
             in_flight_requests_max: 1_024,
             threads: 0,
             drain_timeout: Duration::from_secs(30),
+            self_monitor_interval: Duration::from_secs(10),
+            agent_interval: Duration::ZERO,
         }
     }
 
@@ -141,6 +149,8 @@ impl ServerConfig {
             "wal_segment_size_bytes" => {
                 self.options.wal_segment_size_bytes = parse_at_least(key, value, 64 << 10)?
             }
+            "self_monitor" => self.self_monitor_interval = parse_interval(key, value)?,
+            "agent_interval" => self.agent_interval = parse_interval(key, value)?,
             _ => return Err(format!("unknown setting `{key}`")),
         }
         Ok(())
@@ -195,6 +205,15 @@ pub fn parse_durability(value: &str, interval_ms: u64) -> std::result::Result<Du
             "durability must be `sync` or `relaxed`, not `{other}`"
         )),
     }
+}
+
+/// Parses an interval setting: a duration (`10s`, `500ms`) or `0` (off).
+pub fn parse_interval(key: &str, value: &str) -> std::result::Result<Duration, String> {
+    if value == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let ms = crate::ts::time::parse_duration_ms(value).map_err(|e| format!("`{key}`: {e}"))?;
+    Ok(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
 fn parse_num<T: std::str::FromStr>(key: &str, value: &str) -> std::result::Result<T, String> {

@@ -24,7 +24,6 @@ use std::time::Instant;
 use crate::batch::WriteBatch;
 use crate::db::WriteFuture;
 use crate::error::Error;
-use crate::metrics::MetricsSnapshot;
 use crate::protocol::opcode::ResponseOpcode;
 use crate::protocol::response::{
     write_empty, write_error, write_metrics, write_value, ScanPageEncoder, ValuesEncoder,
@@ -175,11 +174,7 @@ fn execute_read(shared: &Shared, out: &mut Vec<u8>, request: Request<'_>) -> boo
         Request::MGet { keys } => mget(shared, out, &keys),
         Request::Scan { range, limit } => scan(shared, out, range, limit as usize),
         Request::Metrics => {
-            let mut m = MetricsSnapshot::default();
-            shared.stats.report(&mut m);
-            m.metrics.extend(shared.db.metrics().metrics);
-            shared.ts.report(&mut m);
-            write_metrics(out, &m);
+            write_metrics(out, &shared.metrics());
             Ok(())
         }
         Request::Hello(_) => Err(ProtocolError::new(

@@ -59,6 +59,17 @@ pub struct Shared {
     pub compact_turn: tokio::sync::Semaphore,
 }
 
+impl Shared {
+    /// Every metric of the server, the engine and the time-series layer.
+    pub fn metrics(&self) -> crate::metrics::MetricsSnapshot {
+        let mut m = crate::metrics::MetricsSnapshot::default();
+        self.stats.report(&mut m);
+        m.metrics.extend(self.db.metrics().metrics);
+        self.ts.report(&mut m);
+        m
+    }
+}
+
 /// Runs the daemon until SIGTERM or SIGINT. Must be called from the main
 /// thread before any other thread is started (see [`signals`]).
 pub fn run(config: ServerConfig) -> Result<()> {
@@ -108,6 +119,26 @@ pub fn run(config: ServerConfig) -> Result<()> {
         shared.config.data_dir.display(),
         db.backend(),
     );
+    let snapshot_of = Arc::clone(&shared);
+    let mut monitors = match crate::agent::embedded::Monitors::start(
+        &shared.ts,
+        shared.config.self_monitor_interval,
+        Some(shared.config.agent_interval),
+        move || snapshot_of.metrics(),
+    ) {
+        Ok(m) => m,
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            workers.join();
+            shared.ts.close();
+            let _ = db.close();
+            return Err(Error::io(
+                "start monitoring thread",
+                std::path::Path::new("-"),
+                e,
+            ));
+        }
+    };
     if let Err(e) = notify::notify("READY=1") {
         eprintln!("cityhall: warning: cannot notify systemd of readiness: {e}");
     }
@@ -121,6 +152,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
         ),
         Err(e) => eprintln!("cityhall: waiting for signals failed ({e}); stopping"),
     }
+    monitors.stop();
     let _ = stop_tx.send(true);
     workers.join();
     if let Bound::Unix(_, path) = &bound {
@@ -192,6 +224,7 @@ pub fn start_in_process(config: ServerConfig) -> Result<InProcess> {
         stats: ServerStats::default(),
         ts,
         config,
+        compact_turn: tokio::sync::Semaphore::new(1),
     });
     let workers = match worker::Workers::start(threads, &shared, &bound, &stop_rx) {
         Ok(w) => w,

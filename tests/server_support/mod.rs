@@ -28,7 +28,8 @@ pub struct Server {
 
 impl Server {
     /// Starts a server on a free loopback port over `data_dir`, with two
-    /// event loops and `extra` flags.
+    /// event loops, self-monitoring off (unless `extra` sets it) and
+    /// `extra` flags.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
         Self::start_listening(data_dir, "127.0.0.1:0", extra)
     }
@@ -39,6 +40,13 @@ impl Server {
             .args(["server", "--listen", listen, "--threads", "2", "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            // Self-monitoring adds `cityhall.*` series every 10 s; tests
+            // that list series ask for it explicitly.
+            .args(if extra.contains(&"--self-monitor") {
+                &[][..]
+            } else {
+                &["--self-monitor", "0"][..]
+            })
             .env_remove("CITYHALL_DATA_DIR")
             .env_remove("CITYHALL_LISTEN")
             .env_remove("NOTIFY_SOCKET")
