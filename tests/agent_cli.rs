@@ -194,6 +194,8 @@ fn the_agent_reconnects_and_reports_what_it_dropped() {
     unsafe { libc::kill(agent.child.id() as i32, libc::SIGTERM) };
     let status = agent.child.wait().unwrap();
     assert!(status.success(), "{status:?}\n{}", agent.log());
+    // The thread reading the agent's stderr may lag behind its exit.
+    agent.wait_for("cityhall agent: stopped: ");
     let log = agent.log();
     let summary = log
         .lines()

@@ -87,6 +87,23 @@ fn import_file_reports_and_loads() {
         0,
     );
 
+    // A whole-database compaction seals every head into chunks.
+    let head_points = |server: &Server| {
+        let m = stdout(&server.cli(&["metrics"]));
+        m.lines()
+            .find_map(|l| l.strip_prefix("ts.head_points "))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no ts.head_points in metrics:\n{m}"))
+    };
+    assert_eq!(head_points(&server), "6");
+    expect(&server.cli(&["compact"]), "OK\n", 0);
+    assert_eq!(head_points(&server), "0");
+    expect(
+        &cli(&["range", "cpu.usage_user{hostname=host_1}"]),
+        "1451606400123\t1\n",
+        0,
+    );
+
     let db = dir.path().join("db");
     assert!(server.stop().success());
     let server = Server::start(&db, &[]);

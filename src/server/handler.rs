@@ -200,7 +200,9 @@ fn execute_read(shared: &Shared, out: &mut Vec<u8>, request: Request<'_>) -> boo
 }
 
 /// Flushes and compacts `[start, end]` on a thread of its own (like
-/// `ldb compact`), one request at a time; resolves when it is done.
+/// `ldb compact`), one request at a time; resolves when it is done. A
+/// compaction of the whole database first seals every time-series head
+/// into its chunks, so that nothing is left in the per-point form.
 async fn compact(
     shared: &Shared,
     start: Option<&[u8]>,
@@ -213,11 +215,14 @@ async fn compact(
         .map_err(|_| ProtocolError::new(ErrorCode::ShuttingDown, "the server is stopping"))?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     let db = shared.db.clone();
+    let ts = (start.is_none() && end.is_none()).then(|| shared.ts.clone());
     let (start, end) = (start.map(<[u8]>::to_vec), end.map(<[u8]>::to_vec));
     std::thread::Builder::new()
         .name("cityhall-compact-request".into())
         .spawn(move || {
-            let _ = tx.send(db.compact_range(start.as_deref(), end.as_deref()));
+            let sealed = ts.map_or(Ok(()), |ts| ts.seal_all());
+            let _ =
+                tx.send(sealed.and_then(|()| db.compact_range(start.as_deref(), end.as_deref())));
         })
         .map_err(|e| {
             ProtocolError::new(
