@@ -53,6 +53,11 @@ pub struct Args {
     /// Requests in flight per connection: sent together, then answered.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub pipeline: usize,
+    /// Client threads driving the connections; each sends on all of its
+    /// connections, then reads all their answers, as one event loop does
+    /// (closed loop only) [default: one thread per connection].
+    #[arg(long, value_name = "N")]
+    pub client_threads: Option<usize>,
     /// Operations per workload, all connections together (accepts 200k, 1m)
     /// [default: 1000000, or unbounded with --duration].
     #[arg(long, value_name = "N", value_parser = parse_count)]
@@ -201,6 +206,8 @@ pub struct Config {
     pub target: Target,
     pub connections: usize,
     pub pipeline: usize,
+    /// Threads driving the connections (1..=connections).
+    pub client_threads: usize,
     /// Operations per workload; `None`: until `duration`.
     pub num: Option<u64>,
     pub duration: Option<Duration>,
@@ -245,6 +252,19 @@ impl Config {
         };
         if !(1..=CONNECTIONS_MAX).contains(&args.connections) {
             return Err(format!("--connections must be 1..={CONNECTIONS_MAX}"));
+        }
+        let client_threads = args.client_threads.unwrap_or(args.connections);
+        if !(1..=args.connections).contains(&client_threads) {
+            return Err("--client-threads must be 1..=--connections".into());
+        }
+        if client_threads < args.connections
+            && (args.rate.is_some() || args.workload.contains(&Workload::Smoke))
+        {
+            return Err(
+                "--client-threads below --connections needs the closed loop: not with --rate \
+                 or the smoke workload"
+                    .into(),
+            );
         }
         if !(1..=PIPELINE_MAX).contains(&args.pipeline) {
             return Err(format!("--pipeline must be 1..={PIPELINE_MAX}"));
@@ -296,6 +316,7 @@ impl Config {
             target,
             connections: args.connections,
             pipeline: args.pipeline,
+            client_threads,
             num,
             duration,
             key_size: args.key_size,
@@ -413,6 +434,60 @@ mod tests {
         let s = config(&["--workload", "smoke", "--embedded", "/tmp/x"]).unwrap();
         assert_eq!(s.duration, Some(SMOKE_DURATION_DEFAULT));
         assert_eq!(s.num, None);
+    }
+
+    #[test]
+    fn client_threads_default_to_one_per_connection() {
+        let c = config(&["--workload", "put", "--connections", "8"]).unwrap();
+        assert_eq!(c.client_threads, 8);
+        let c = config(&[
+            "--workload",
+            "put",
+            "--connections",
+            "8",
+            "--client-threads",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(c.client_threads, 1);
+        for bad in [
+            &[
+                "--workload",
+                "put",
+                "--connections",
+                "8",
+                "--client-threads",
+                "9",
+            ][..],
+            &[
+                "--workload",
+                "put",
+                "--connections",
+                "8",
+                "--client-threads",
+                "0",
+            ],
+            &[
+                "--workload",
+                "put",
+                "--connections",
+                "8",
+                "--client-threads",
+                "2",
+                "--rate",
+                "100",
+            ],
+            &[
+                "--workload",
+                "smoke",
+                "--connections",
+                "8",
+                "--client-threads",
+                "2",
+            ],
+        ] {
+            assert!(config(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -202,6 +202,7 @@ pub fn json_line(cfg: &Config, setup: &Setup, r: &RunResult) -> String {
             "embedded": dir,
             "connections": cfg.connections,
             "pipeline": cfg.pipeline,
+            "client_threads": cfg.client_threads,
             "num": cfg.num,
             "duration_s": cfg.duration.map(|d| d.as_secs_f64()),
             "key_size": cfg.key_size,

@@ -93,7 +93,8 @@ pub fn run(
         }),
         completed: AtomicU64::new(0),
     };
-    let barrier = Barrier::new(cfg.connections + 1);
+    let threads = cfg.client_threads.clamp(1, cfg.connections);
+    let barrier = Barrier::new(threads + 1);
     let ctx = Context {
         cfg,
         workload,
@@ -103,13 +104,24 @@ pub fn run(
         shared: &shared,
     };
     std::thread::scope(|s| {
-        let handles: Vec<_> = (0..cfg.connections)
-            .map(|t| {
+        let handles: Vec<_> = (0..threads)
+            .map(|j| {
                 let (ctx, barrier) = (&ctx, &barrier);
                 s.spawn(move || {
-                    let session = connect(t);
+                    // Connections j, j + threads, j + 2 * threads, ...
+                    let sessions: Result<Vec<_>, String> = (j..cfg.connections)
+                        .step_by(threads)
+                        .map(|t| connect(t).map(|s| (t, s)))
+                        .collect();
                     barrier.wait();
-                    let r = session.and_then(|session| connection(ctx, t, session));
+                    let r = sessions.and_then(|mut sessions| {
+                        if sessions.len() == 1 {
+                            let (t, session) = sessions.remove(0);
+                            connection(ctx, t, session)
+                        } else {
+                            multiplexed(ctx, sessions)
+                        }
+                    });
                     if r.is_err() {
                         ctx.shared.budget.stop();
                     }
@@ -200,24 +212,7 @@ fn connection(
         return smoke::connection(ctx, t, session, rng);
     }
     let cfg = ctx.cfg;
-    let mut w = Worker {
-        session,
-        source: OpSource::new(
-            ctx.workload,
-            ctx.chooser,
-            cfg.key_space,
-            cfg.read_percent,
-            rng,
-        ),
-        keys: KeyFormat::new(cfg.key_size),
-        pool: ctx.pool,
-        key_size: cfg.key_size,
-        value_size: cfg.value_size,
-        scan_length: cfg.scan_length,
-        inflight: VecDeque::with_capacity(cfg.pipeline),
-        rec: Recorder::default(),
-        shared: ctx.shared,
-    };
+    let mut w = Worker::new(ctx, session, rng);
     match cfg.rate {
         None => w.closed_loop(cfg.pipeline)?,
         Some(rate) => {
@@ -229,6 +224,57 @@ fn connection(
     }
     Ok(ThreadOutcome {
         rec: w.rec,
+        check: None,
+        finished: Instant::now(),
+    })
+}
+
+/// Several connections driven by one thread in a closed loop: up to
+/// `--pipeline` requests sent on every connection, then every answer read,
+/// again until the budget is spent (what one event loop driving all the
+/// connections does, as `redis-benchmark` does).
+fn multiplexed(
+    ctx: &Context<'_>,
+    sessions: Vec<(usize, Box<dyn Session>)>,
+) -> Result<ThreadOutcome, String> {
+    let mut workers: Vec<Worker<'_>> = sessions
+        .into_iter()
+        .map(|(t, session)| {
+            let stream = ((ctx.position as u64) << 32) | t as u64;
+            Worker::new(ctx, session, Rng::new(ctx.cfg.seed, stream))
+        })
+        .collect();
+    loop {
+        let now = Instant::now();
+        let mut sent = false;
+        for w in &mut workers {
+            while w.inflight.len() < ctx.cfg.pipeline {
+                let Some(seq) = ctx.shared.budget.claim() else {
+                    break;
+                };
+                let op = w.source.op(seq);
+                w.send(op, now)?;
+            }
+            if !w.inflight.is_empty() {
+                w.session.flush()?;
+                sent = true;
+            }
+        }
+        if !sent {
+            break;
+        }
+        for w in &mut workers {
+            while !w.inflight.is_empty() {
+                w.recv_one()?;
+            }
+        }
+    }
+    let mut rec = Recorder::default();
+    for w in &workers {
+        rec.merge(&w.rec);
+    }
+    Ok(ThreadOutcome {
+        rec,
         check: None,
         finished: Instant::now(),
     })
@@ -249,7 +295,29 @@ struct Worker<'a> {
     shared: &'a Shared,
 }
 
-impl Worker<'_> {
+impl<'a> Worker<'a> {
+    fn new(ctx: &Context<'a>, session: Box<dyn Session>, rng: Rng) -> Worker<'a> {
+        let cfg = ctx.cfg;
+        Worker {
+            session,
+            source: OpSource::new(
+                ctx.workload,
+                ctx.chooser,
+                cfg.key_space,
+                cfg.read_percent,
+                rng,
+            ),
+            keys: KeyFormat::new(cfg.key_size),
+            pool: ctx.pool,
+            key_size: cfg.key_size,
+            value_size: cfg.value_size,
+            scan_length: cfg.scan_length,
+            inflight: VecDeque::with_capacity(cfg.pipeline),
+            rec: Recorder::default(),
+            shared: ctx.shared,
+        }
+    }
+
     /// Sends up to `depth` requests, then receives all their answers;
     /// again until the budget is spent.
     fn closed_loop(&mut self, depth: usize) -> Result<(), String> {

@@ -169,8 +169,13 @@ fn load_line(cfg: &Config) -> String {
         None => "closed loop".to_string(),
         Some(r) => format!("fixed rate {r} ops/s, latency from intended send time"),
     };
+    let threads = if cfg.client_threads < cfg.connections {
+        format!(" on {} client threads", cfg.client_threads)
+    } else {
+        String::new()
+    };
     format!(
-        "{} connections x pipeline {}, {mode}",
+        "{} connections x pipeline {}{threads}, {mode}",
         cfg.connections, cfg.pipeline
     )
 }
