@@ -39,7 +39,13 @@ fn once_writes_one_sample_of_every_host_series() {
         .unwrap();
 
     // Every CPU of this machine has its usage series, and the total.
-    let cpus = std::thread::available_parallelism().unwrap().get();
+    // /proc/stat lists every CPU of the machine (available_parallelism
+    // would count only those this process may use).
+    let cpus = std::fs::read_to_string("/proc/stat")
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit))
+        .count();
     let o = server.cli(&["ts", "series", "--prefix", "cpu."]);
     assert_eq!(o.status.code(), Some(0), "stderr: {}", stderr(&o));
     let series = lines(&o);
