@@ -27,6 +27,7 @@ pub mod parse;
 pub mod run;
 pub mod sample;
 pub mod self_monitor;
+pub mod sink;
 pub mod stop;
 pub mod system;
 pub mod top;
