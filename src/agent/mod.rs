@@ -7,7 +7,8 @@
 //! - [`sample::Sampler`] reads the files and builds one [`sample::Sample`]:
 //!   every series' point at one time, written as one TS_ADD batch.
 //! - [`run::run_loop`] samples every interval into a bounded buffer and
-//!   writes it to a [`run::Sink`], reconnecting with backoff; [`cli`] is
+//!   writes it to a [`sink::Sink`] (a server over TCP, or the server's own
+//!   time-series layer), reconnecting with backoff; [`cli`] is
 //!   `cityhall agent`.
 //! - [`self_monitor`] turns the server's metrics into `cityhall.*` series;
 //!   [`embedded`] runs it, and the host agent, inside the server.
