@@ -14,6 +14,7 @@ use std::time::Duration;
 use crate::metrics::MetricsSnapshot;
 use crate::ts::TimeSeries;
 
+use super::interval::Recorded;
 use super::run::{run_loop, LocalSink, LoopConfig};
 use super::sample::Sampler;
 use super::self_monitor::MetricsSource;
@@ -27,13 +28,14 @@ pub struct Monitors {
 }
 
 impl Monitors {
-    /// Starts self-monitoring every `self_interval` (none if zero) and the
-    /// host agent every `agent_interval` (none if `None` or zero).
+    /// Starts self-monitoring every `self_interval` (none if zero), reading
+    /// the metrics and the histograms' counts with `snapshot`, and the host
+    /// agent every `agent_interval` (none if `None` or zero).
     pub fn start(
         ts: &TimeSeries,
         self_interval: Duration,
         agent_interval: Option<Duration>,
-        snapshot: impl FnMut() -> MetricsSnapshot + Send + 'static,
+        snapshot: impl FnMut() -> (MetricsSnapshot, Vec<(String, Recorded)>) + Send + 'static,
     ) -> std::io::Result<Monitors> {
         let stop = Arc::new(Stop::new());
         let mut m = Monitors {

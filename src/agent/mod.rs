@@ -22,6 +22,7 @@ pub mod cpu;
 pub mod diskio;
 pub mod embedded;
 pub mod fs;
+pub mod interval;
 pub mod mem;
 pub mod net;
 pub mod parse;

@@ -798,6 +798,20 @@ impl Db {
         out
     }
 
+    /// The engine's histograms by metric name, as recorded `(value, count)`
+    /// pairs (see [`crate::metrics::Histogram::recorded`]), for figures
+    /// per interval.
+    pub fn histograms_recorded(&self) -> Vec<(&'static str, Vec<(u64, u64)>)> {
+        let m = &self.shared().metrics;
+        vec![
+            ("db.write_latency_us", m.write_latency_us.recorded()),
+            ("wal.group_writes", m.wal_group_writes.recorded()),
+            ("wal.sync_latency_us", m.wal_sync_latency_us.recorded()),
+            ("flush.latency_us", m.flush_latency_us.recorded()),
+            ("compaction.latency_us", m.compaction_latency_us.recorded()),
+        ]
+    }
+
     /// Stops the background threads after the queued writes, syncs, and
     /// releases the directory lock. Later calls on any handle fail with
     /// `Error::Closed`. Reports the poison reason if a write had failed.

@@ -65,6 +65,23 @@ impl Shared {
         self.ts.report(&mut m);
         m
     }
+
+    /// Every histogram of the server and the engine, by metric name, as
+    /// recorded `(value, count)` pairs (for figures per interval).
+    pub fn histograms_recorded(&self) -> Vec<(String, Vec<(u64, u64)>)> {
+        let mut out: Vec<(String, Vec<(u64, u64)>)> = crate::protocol::Opcode::ALL
+            .iter()
+            .filter(|op| **op != crate::protocol::Opcode::Hello)
+            .map(|op| {
+                let name = format!("server.{}.latency_us", op.name());
+                (name, self.stats.op(*op).latency_us.recorded())
+            })
+            .collect();
+        for (name, counts) in self.db.histograms_recorded() {
+            out.push((name.to_string(), counts));
+        }
+        out
+    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Must be called from the main
@@ -120,7 +137,7 @@ pub fn run(config: ServerConfig) -> Result<()> {
         &shared.ts,
         shared.config.self_monitor_interval,
         Some(shared.config.agent_interval),
-        move || snapshot_of.metrics(),
+        move || (snapshot_of.metrics(), snapshot_of.histograms_recorded()),
     ) {
         Ok(m) => m,
         Err(e) => {
