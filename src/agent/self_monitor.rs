@@ -12,13 +12,12 @@
 //!   request latency drops its `.latency_us` so that the p99 of PUT (µs)
 //!   is `cityhall.put.p99`; others keep their name
 //!   (`cityhall.wal.sync_latency_us.p99`). The figures are those of the
-//!   values recorded since the previous sample (the first sample: since
-//!   the server started) ([`super::interval`]), not since the server
-//!   started as `cityhall client metrics` shows them, so
-//!   that a slow minute shows in that minute; `.count` is then the number
-//!   of values in the interval, and an interval without any gives no
-//!   point. A histogram the server does not hand over as counts is stored
-//!   as its since-start summary;
+//!   values recorded since the previous sample ([`super::interval`]; for
+//!   the first sample, since the server started), where `cityhall client
+//!   metrics` shows them since the server started: a slow minute shows in
+//!   that minute. `.count` is the number of values in the interval, and an
+//!   interval without any gives no point. A histogram the server does not
+//!   hand over as counts is stored as its since-start summary;
 //! - the figures of an opcode never requested are left out (16 opcodes
 //!   would otherwise make 150 empty series);
 //! - `cityhall.block_cache.hit_percent` is derived: hits over lookups
@@ -29,7 +28,6 @@ use std::collections::HashMap;
 use crate::metrics::{HistogramSummary, MetricValue, MetricsSnapshot};
 
 use super::interval::{self, difference, Recorded};
-
 use super::run::Source;
 use super::sample::Sample;
 
