@@ -52,15 +52,24 @@ fn op_unused(m: &MetricsSnapshot, name: &str) -> bool {
     )
 }
 
-/// The counts of each histogram at the previous sample, by name.
-pub type Previous = HashMap<String, Recorded>;
+/// What self-monitoring reads from the server.
+pub trait MetricsReader: Send + 'static {
+    /// Every metric now.
+    fn metrics(&self) -> MetricsSnapshot;
+    /// The counts of the histogram named `histogram` (as in the metrics),
+    /// if the server can hand them over.
+    fn recorded(&self, histogram: &str) -> Option<Recorded>;
+}
+
+/// Each histogram's count and counts at the previous sample, by name.
+pub type Previous = HashMap<String, (u64, Recorded)>;
 
 /// Adds the points of `m` to `s` (see the module doc for the names);
-/// `hists` holds the histograms' counts now, `prev` those of the previous
-/// call.
+/// `recorded` hands over a histogram's counts, `prev` holds those of the
+/// previous call. A histogram whose count did not change is not copied.
 pub fn add_metrics(
     m: &MetricsSnapshot,
-    hists: &[(String, Recorded)],
+    recorded: &dyn Fn(&str) -> Option<Recorded>,
     prev: &mut Previous,
     s: &mut Sample,
 ) {
@@ -72,10 +81,17 @@ pub fn add_metrics(
             MetricValue::Counter(v) => s.push(&series_name(&metric.name), None, *v as f64),
             MetricValue::Gauge(v) => s.push(&series_name(&metric.name), None, *v),
             MetricValue::Histogram(since_start) => {
-                let figures = match hists.iter().find(|(n, _)| *n == metric.name) {
-                    Some((_, now)) => {
-                        let before = prev.insert(metric.name.clone(), now.clone());
-                        interval::summary(&difference(now, &before.unwrap_or_default()))
+                let seen = prev.get(&metric.name).map_or(0, |(count, _)| *count);
+                if since_start.count == seen {
+                    continue; // nothing recorded in this interval
+                }
+                let figures = match recorded(&metric.name) {
+                    Some(now) => {
+                        let before = prev.get(&metric.name).map_or(&[][..], |(_, r)| r);
+                        let figures = interval::summary(&difference(&now, before));
+                        let count = now.iter().map(|(_, c)| c).sum();
+                        prev.insert(metric.name.clone(), (count, now));
+                        figures
                     }
                     None => Some(*since_start).filter(|h| h.count > 0),
                 };
@@ -120,32 +136,36 @@ fn push_histogram(s: &mut Sample, name: &str, h: &HistogramSummary) {
     }
 }
 
-/// A [`Source`] of the server's metrics, read by a closure.
-pub struct MetricsSource<F: FnMut() -> (MetricsSnapshot, Vec<(String, Recorded)>)> {
-    read: F,
+/// A [`Source`] of the server's metrics.
+pub struct MetricsSource<R: MetricsReader> {
+    reader: R,
     prev: Previous,
 }
 
-impl<F: FnMut() -> (MetricsSnapshot, Vec<(String, Recorded)>)> MetricsSource<F> {
-    /// A source calling `read` for the metrics and the histograms' counts
-    /// at each sample.
-    pub fn new(read: F) -> Self {
+impl<R: MetricsReader> MetricsSource<R> {
+    /// A source reading the server through `reader` at each sample.
+    pub fn new(reader: R) -> Self {
         MetricsSource {
-            read,
+            reader,
             prev: Previous::new(),
         }
     }
 }
 
-impl<F: FnMut() -> (MetricsSnapshot, Vec<(String, Recorded)>)> Source for MetricsSource<F> {
+impl<R: MetricsReader> Source for MetricsSource<R> {
     fn prime(&mut self) -> Result<(), String> {
         // Nothing to read ahead: the first interval starts with the server.
         Ok(())
     }
     fn sample(&mut self, ts_ms: i64) -> (Sample, Vec<String>) {
         let mut s = Sample::new(ts_ms);
-        let (m, hists) = (self.read)();
-        add_metrics(&m, &hists, &mut self.prev, &mut s);
+        let reader = &self.reader;
+        add_metrics(
+            &reader.metrics(),
+            &|h| reader.recorded(h),
+            &mut self.prev,
+            &mut s,
+        );
         (s, Vec::new())
     }
 }
@@ -188,10 +208,10 @@ mod tests {
         };
         // Counts are handed over for PUT only; WAL sync falls back to its
         // since-start summary.
-        let hists = || vec![("server.put.latency_us".to_string(), put.recorded())];
+        let hists = |name: &str| (name == "server.put.latency_us").then(|| put.recorded());
         let mut prev = Previous::new();
         let mut s = Sample::new(5);
-        add_metrics(&snapshot(4), &hists(), &mut prev, &mut s);
+        add_metrics(&snapshot(4), &hists, &mut prev, &mut s);
         let got = points(&s);
         assert_eq!(find(&got, "cityhall.put.requests"), Some(4.0));
         assert_eq!(find(&got, "cityhall.connections_current"), Some(2.0));
@@ -211,7 +231,7 @@ mod tests {
         put.record(9000);
         put.record(9000);
         let mut s = Sample::new(6);
-        add_metrics(&snapshot(6), &hists(), &mut prev, &mut s);
+        add_metrics(&snapshot(6), &hists, &mut prev, &mut s);
         let got = points(&s);
         assert_eq!(find(&got, "cityhall.put.count"), Some(2.0));
         let p50 = find(&got, "cityhall.put.p50").unwrap();
@@ -220,7 +240,7 @@ mod tests {
 
         // An interval without PUTs gives no PUT figures.
         let mut s = Sample::new(7);
-        add_metrics(&snapshot(6), &hists(), &mut prev, &mut s);
+        add_metrics(&snapshot(6), &hists, &mut prev, &mut s);
         assert_eq!(find(&points(&s), "cityhall.put.p99"), None);
     }
 }

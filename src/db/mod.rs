@@ -798,18 +798,20 @@ impl Db {
         out
     }
 
-    /// The engine's histograms by metric name, as recorded `(value, count)`
-    /// pairs (see [`crate::metrics::Histogram::recorded`]), for figures
-    /// per interval.
-    pub fn histograms_recorded(&self) -> Vec<(&'static str, Vec<(u64, u64)>)> {
+    /// The engine histogram named `name` (as in [`Db::metrics`]) as
+    /// recorded `(value, count)` pairs (see
+    /// [`crate::metrics::Histogram::recorded`]), for figures per interval.
+    pub fn histogram_recorded(&self, name: &str) -> Option<Vec<(u64, u64)>> {
         let m = &self.shared().metrics;
-        vec![
-            ("db.write_latency_us", m.write_latency_us.recorded()),
-            ("wal.group_writes", m.wal_group_writes.recorded()),
-            ("wal.sync_latency_us", m.wal_sync_latency_us.recorded()),
-            ("flush.latency_us", m.flush_latency_us.recorded()),
-            ("compaction.latency_us", m.compaction_latency_us.recorded()),
-        ]
+        let h = match name {
+            "db.write_latency_us" => &m.write_latency_us,
+            "wal.group_writes" => &m.wal_group_writes,
+            "wal.sync_latency_us" => &m.wal_sync_latency_us,
+            "flush.latency_us" => &m.flush_latency_us,
+            "compaction.latency_us" => &m.compaction_latency_us,
+            _ => return None,
+        };
+        Some(h.recorded())
     }
 
     /// Stops the background threads after the queued writes, syncs, and

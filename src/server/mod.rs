@@ -66,21 +66,29 @@ impl Shared {
         m
     }
 
-    /// Every histogram of the server and the engine, by metric name, as
-    /// recorded `(value, count)` pairs (for figures per interval).
-    pub fn histograms_recorded(&self) -> Vec<(String, Vec<(u64, u64)>)> {
-        let mut out: Vec<(String, Vec<(u64, u64)>)> = crate::protocol::Opcode::ALL
-            .iter()
-            .filter(|op| **op != crate::protocol::Opcode::Hello)
-            .map(|op| {
-                let name = format!("server.{}.latency_us", op.name());
-                (name, self.stats.op(*op).latency_us.recorded())
-            })
-            .collect();
-        for (name, counts) in self.db.histograms_recorded() {
-            out.push((name.to_string(), counts));
+    /// The histogram of the server or the engine named `name` (as in
+    /// [`Shared::metrics`]) as recorded `(value, count)` pairs, for
+    /// figures per interval.
+    pub fn histogram_recorded(&self, name: &str) -> Option<Vec<(u64, u64)>> {
+        let op = name
+            .strip_prefix("server.")
+            .and_then(|r| r.strip_suffix(".latency_us"));
+        match op {
+            Some(op) => crate::protocol::Opcode::ALL
+                .iter()
+                .find(|o| o.name() == op)
+                .map(|o| self.stats.op(*o).latency_us.recorded()),
+            None => self.db.histogram_recorded(name),
         }
-        out
+    }
+}
+
+impl crate::agent::self_monitor::MetricsReader for Arc<Shared> {
+    fn metrics(&self) -> crate::metrics::MetricsSnapshot {
+        Shared::metrics(self)
+    }
+    fn recorded(&self, histogram: &str) -> Option<Vec<(u64, u64)>> {
+        self.histogram_recorded(histogram)
     }
 }
 
@@ -132,12 +140,11 @@ pub fn run(config: ServerConfig) -> Result<()> {
         shared.config.data_dir.display(),
         db.backend(),
     );
-    let snapshot_of = Arc::clone(&shared);
     let mut monitors = match crate::agent::embedded::Monitors::start(
         &shared.ts,
         shared.config.self_monitor_interval,
         Some(shared.config.agent_interval),
-        move || (snapshot_of.metrics(), snapshot_of.histograms_recorded()),
+        Arc::clone(&shared),
     ) {
         Ok(m) => m,
         Err(e) => {
