@@ -71,6 +71,17 @@ impl Histogram {
         self.record(start.elapsed().as_micros() as u64);
     }
 
+    /// The recorded values as `(value, count)` pairs in increasing value
+    /// order, each value the highest of its bucket: a small copy (one pair
+    /// per bucket in use) from which the figures of an interval are
+    /// computed, as the difference of two copies.
+    pub fn recorded(&self) -> Vec<(u64, u64)> {
+        let h = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        h.iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    }
+
     /// Percentiles and count.
     pub fn summary(&self) -> HistogramSummary {
         let h = self.0.lock().unwrap_or_else(|p| p.into_inner());

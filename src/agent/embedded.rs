@@ -11,12 +11,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::metrics::MetricsSnapshot;
 use crate::ts::TimeSeries;
 
 use super::run::{run_loop, LocalSink, LoopConfig};
 use super::sample::Sampler;
-use super::self_monitor::MetricsSource;
+use super::self_monitor::{MetricsReader, MetricsSource};
 use super::stop::Stop;
 
 /// The running loops.
@@ -27,13 +26,14 @@ pub struct Monitors {
 }
 
 impl Monitors {
-    /// Starts self-monitoring every `self_interval` (none if zero) and the
-    /// host agent every `agent_interval` (none if `None` or zero).
+    /// Starts self-monitoring every `self_interval` (none if zero), reading
+    /// the server through `reader`, and the host agent every
+    /// `agent_interval` (none if `None` or zero).
     pub fn start(
         ts: &TimeSeries,
         self_interval: Duration,
         agent_interval: Option<Duration>,
-        snapshot: impl FnMut() -> MetricsSnapshot + Send + 'static,
+        reader: impl MetricsReader,
     ) -> std::io::Result<Monitors> {
         let stop = Arc::new(Stop::new());
         let mut m = Monitors {
@@ -48,7 +48,7 @@ impl Monitors {
             let t = std::thread::Builder::new()
                 .name("self-monitor".into())
                 .spawn(move || {
-                    let mut source = MetricsSource::new(snapshot);
+                    let mut source = MetricsSource::new(reader);
                     let mut log = |l: &str| eprintln!("{l}");
                     let r = run_loop(&cfg, &mut source, &mut LocalSink::new(ts), &stop, &mut log);
                     eprintln!("cityhall self-monitor: stopped: {}", r.line());

@@ -7,7 +7,8 @@
 //! - [`sample::Sampler`] reads the files and builds one [`sample::Sample`]:
 //!   every series' point at one time, written as one TS_ADD batch.
 //! - [`run::run_loop`] samples every interval into a bounded buffer and
-//!   writes it to a [`run::Sink`], reconnecting with backoff; [`cli`] is
+//!   writes it to a [`sink::Sink`] (a server over TCP, or the server's own
+//!   time-series layer), reconnecting with backoff; [`cli`] is
 //!   `cityhall agent`.
 //! - [`self_monitor`] turns the server's metrics into `cityhall.*` series;
 //!   [`embedded`] runs it, and the host agent, inside the server.
@@ -21,12 +22,14 @@ pub mod cpu;
 pub mod diskio;
 pub mod embedded;
 pub mod fs;
+pub mod interval;
 pub mod mem;
 pub mod net;
 pub mod parse;
 pub mod run;
 pub mod sample;
 pub mod self_monitor;
+pub mod sink;
 pub mod stop;
 pub mod system;
 pub mod top;

@@ -11,20 +11,23 @@
 //! - a histogram gives `.p50 .p90 .p99 .p999 .max .mean .count`, and a
 //!   request latency drops its `.latency_us` so that the p99 of PUT (µs)
 //!   is `cityhall.put.p99`; others keep their name
-//!   (`cityhall.wal.sync_latency_us.p99`); a histogram with no value yet
-//!   gives nothing. The histograms are the server's, which count from
-//!   its start (as `cityhall client metrics` shows them), so their
-//!   percentiles move slowly on a server that has run long; hence also
-//!   `.interval_mean`, the exact mean of the values recorded since the
-//!   previous sample (from the change of count and sum), present when
-//!   there were any;
+//!   (`cityhall.wal.sync_latency_us.p99`). The figures are those of the
+//!   values recorded since the previous sample ([`super::interval`]; for
+//!   the first sample, since the server started), where `cityhall client
+//!   metrics` shows them since the server started: a slow minute shows in
+//!   that minute. `.count` is the number of values in the interval, and an
+//!   interval without any gives no point. A histogram the server does not
+//!   hand over as counts is stored as its since-start summary;
 //! - the figures of an opcode never requested are left out (16 opcodes
 //!   would otherwise make 150 empty series);
 //! - `cityhall.block_cache.hit_percent` is derived: hits over lookups
 //!   since the server started.
 
-use crate::metrics::{MetricValue, MetricsSnapshot};
+use std::collections::HashMap;
 
+use crate::metrics::{HistogramSummary, MetricValue, MetricsSnapshot};
+
+use super::interval::{self, difference, Recorded};
 use super::run::Source;
 use super::sample::Sample;
 
@@ -49,12 +52,27 @@ fn op_unused(m: &MetricsSnapshot, name: &str) -> bool {
     )
 }
 
-/// Count and sum of each histogram at the previous sample.
-pub type Previous = std::collections::HashMap<String, (u64, f64)>;
+/// What self-monitoring reads from the server.
+pub trait MetricsReader: Send + 'static {
+    /// Every metric now.
+    fn metrics(&self) -> MetricsSnapshot;
+    /// The counts of the histogram named `histogram` (as in the metrics),
+    /// if the server can hand them over.
+    fn recorded(&self, histogram: &str) -> Option<Recorded>;
+}
+
+/// Each histogram's count and counts at the previous sample, by name.
+pub type Previous = HashMap<String, (u64, Recorded)>;
 
 /// Adds the points of `m` to `s` (see the module doc for the names);
-/// `prev` carries the histograms' counts and sums from one call to the next.
-pub fn add_metrics(m: &MetricsSnapshot, prev: &mut Previous, s: &mut Sample) {
+/// `recorded` hands over a histogram's counts, `prev` holds those of the
+/// previous call. A histogram whose count did not change is not copied.
+pub fn add_metrics(
+    m: &MetricsSnapshot,
+    recorded: &dyn Fn(&str) -> Option<Recorded>,
+    prev: &mut Previous,
+    s: &mut Sample,
+) {
     for metric in &m.metrics {
         if op_unused(m, &metric.name) {
             continue;
@@ -62,34 +80,23 @@ pub fn add_metrics(m: &MetricsSnapshot, prev: &mut Previous, s: &mut Sample) {
         match &metric.value {
             MetricValue::Counter(v) => s.push(&series_name(&metric.name), None, *v as f64),
             MetricValue::Gauge(v) => s.push(&series_name(&metric.name), None, *v),
-            MetricValue::Histogram(h) => {
-                if h.count == 0 {
-                    continue;
+            MetricValue::Histogram(since_start) => {
+                let seen = prev.get(&metric.name).map_or(0, |(count, _)| *count);
+                if since_start.count == seen {
+                    continue; // nothing recorded in this interval
                 }
-                let base = metric
-                    .name
-                    .strip_suffix(".latency_us")
-                    .filter(|_| metric.name.starts_with("server."));
-                let base = series_name(base.unwrap_or(&metric.name));
-                let fields = [
-                    ("p50", h.p50 as f64),
-                    ("p90", h.p90 as f64),
-                    ("p99", h.p99 as f64),
-                    ("p999", h.p999 as f64),
-                    ("max", h.max as f64),
-                    ("mean", h.mean),
-                    ("count", h.count as f64),
-                ];
-                for (f, v) in fields {
-                    s.push(&format!("{base}.{f}"), None, v);
-                }
-                let sum = h.mean * h.count as f64;
-                let before = prev.insert(metric.name.clone(), (h.count, sum));
-                if let Some((count0, sum0)) = before {
-                    if h.count > count0 {
-                        let mean = (sum - sum0) / (h.count - count0) as f64;
-                        s.push(&format!("{base}.interval_mean"), None, mean.max(0.0));
+                let figures = match recorded(&metric.name) {
+                    Some(now) => {
+                        let before = prev.get(&metric.name).map_or(&[][..], |(_, r)| r);
+                        let figures = interval::summary(&difference(&now, before));
+                        let count = now.iter().map(|(_, c)| c).sum();
+                        prev.insert(metric.name.clone(), (count, now));
+                        figures
                     }
+                    None => Some(*since_start).filter(|h| h.count > 0),
+                };
+                if let Some(h) = figures {
+                    push_histogram(s, &metric.name, &h);
                 }
             }
         }
@@ -110,31 +117,55 @@ pub fn add_metrics(m: &MetricsSnapshot, prev: &mut Previous, s: &mut Sample) {
     }
 }
 
-/// A [`Source`] of the server's metrics, read by a closure.
-pub struct MetricsSource<F: FnMut() -> MetricsSnapshot> {
-    read: F,
+fn push_histogram(s: &mut Sample, name: &str, h: &HistogramSummary) {
+    let base = name
+        .strip_suffix(".latency_us")
+        .filter(|_| name.starts_with("server."));
+    let base = series_name(base.unwrap_or(name));
+    let fields = [
+        ("p50", h.p50 as f64),
+        ("p90", h.p90 as f64),
+        ("p99", h.p99 as f64),
+        ("p999", h.p999 as f64),
+        ("max", h.max as f64),
+        ("mean", h.mean),
+        ("count", h.count as f64),
+    ];
+    for (f, v) in fields {
+        s.push(&format!("{base}.{f}"), None, v);
+    }
+}
+
+/// A [`Source`] of the server's metrics.
+pub struct MetricsSource<R: MetricsReader> {
+    reader: R,
     prev: Previous,
 }
 
-impl<F: FnMut() -> MetricsSnapshot> MetricsSource<F> {
-    /// A source calling `read` for each sample.
-    pub fn new(read: F) -> Self {
+impl<R: MetricsReader> MetricsSource<R> {
+    /// A source reading the server through `reader` at each sample.
+    pub fn new(reader: R) -> Self {
         MetricsSource {
-            read,
+            reader,
             prev: Previous::new(),
         }
     }
 }
 
-impl<F: FnMut() -> MetricsSnapshot> Source for MetricsSource<F> {
+impl<R: MetricsReader> Source for MetricsSource<R> {
     fn prime(&mut self) -> Result<(), String> {
-        let mut ignored = Sample::new(0);
-        add_metrics(&(self.read)(), &mut self.prev, &mut ignored);
+        // Nothing to read ahead: the first interval starts with the server.
         Ok(())
     }
     fn sample(&mut self, ts_ms: i64) -> (Sample, Vec<String>) {
         let mut s = Sample::new(ts_ms);
-        add_metrics(&(self.read)(), &mut self.prev, &mut s);
+        let reader = &self.reader;
+        add_metrics(
+            &reader.metrics(),
+            &|h| reader.recorded(h),
+            &mut self.prev,
+            &mut s,
+        );
         (s, Vec::new())
     }
 }
@@ -144,65 +175,72 @@ mod tests {
     use super::*;
     use crate::metrics::Histogram;
 
+    fn points(s: &Sample) -> Vec<(String, f64)> {
+        s.points.iter().map(|(k, v)| (k.canonical(), *v)).collect()
+    }
+
+    fn find(got: &[(String, f64)], n: &str) -> Option<f64> {
+        got.iter().find(|(k, _)| k == n).map(|(_, v)| *v)
+    }
+
     #[test]
-    fn metrics_become_cityhall_series() {
-        let mut m = MetricsSnapshot::default();
-        m.counter("server.put.requests", 3);
-        let h = Histogram::new();
+    fn metrics_become_cityhall_series_with_figures_per_interval() {
+        let put = Histogram::new();
+        let wal = Histogram::new();
         for v in [10, 20, 30, 4000] {
-            h.record(v);
+            put.record(v);
+            wal.record(v);
         }
-        m.histogram("server.put.latency_us", &h);
-        m.counter("server.get.requests", 0);
-        m.counter("server.get.errors", 0);
-        m.histogram("server.get.latency_us", &Histogram::new());
-        m.gauge("server.connections_current", 2.0);
-        m.histogram("wal.sync_latency_us", &h);
-        m.histogram("flush.latency_us", &Histogram::new());
-        m.counter("block_cache.hits", 3);
-        m.counter("block_cache.misses", 1);
-        m.gauge("level1.bytes", 1e6);
-        let mut s = Sample::new(5);
+        let snapshot = |requests: u64| {
+            let mut m = MetricsSnapshot::default();
+            m.counter("server.put.requests", requests);
+            m.histogram("server.put.latency_us", &put);
+            m.counter("server.get.requests", 0);
+            m.counter("server.get.errors", 0);
+            m.histogram("server.get.latency_us", &Histogram::new());
+            m.gauge("server.connections_current", 2.0);
+            m.histogram("wal.sync_latency_us", &wal);
+            m.histogram("flush.latency_us", &Histogram::new());
+            m.counter("block_cache.hits", 3);
+            m.counter("block_cache.misses", 1);
+            m.gauge("level1.bytes", 1e6);
+            m
+        };
+        // Counts are handed over for PUT only; WAL sync falls back to its
+        // since-start summary.
+        let hists = |name: &str| (name == "server.put.latency_us").then(|| put.recorded());
         let mut prev = Previous::new();
-        add_metrics(&m, &mut prev, &mut s);
-        let got: Vec<(String, f64)> = s.points.iter().map(|(k, v)| (k.canonical(), *v)).collect();
-        let find = |n: &str| got.iter().find(|(k, _)| k == n).map(|(_, v)| *v);
-        assert_eq!(find("cityhall.put.requests"), Some(3.0));
-        assert_eq!(find("cityhall.put.count"), Some(4.0));
-        assert_eq!(find("cityhall.put.p50"), Some(20.0));
-        let p99 = find("cityhall.put.p99").unwrap();
+        let mut s = Sample::new(5);
+        add_metrics(&snapshot(4), &hists, &mut prev, &mut s);
+        let got = points(&s);
+        assert_eq!(find(&got, "cityhall.put.requests"), Some(4.0));
+        assert_eq!(find(&got, "cityhall.connections_current"), Some(2.0));
+        assert_eq!(find(&got, "cityhall.level1.bytes"), Some(1e6));
+        assert_eq!(find(&got, "cityhall.block_cache.hit_percent"), Some(75.0));
+        assert_eq!(find(&got, "cityhall.wal.sync_latency_us.count"), Some(4.0));
+        // The first interval starts with the server.
+        assert_eq!(find(&got, "cityhall.put.count"), Some(4.0));
+        let p99 = find(&got, "cityhall.put.p99").unwrap();
         assert!((3990.0..=4010.0).contains(&p99), "{p99}");
-        assert!(find("cityhall.wal.sync_latency_us.p99").is_some());
-        assert_eq!(find("cityhall.connections_current"), Some(2.0));
-        assert_eq!(find("cityhall.level1.bytes"), Some(1e6));
-        assert_eq!(find("cityhall.block_cache.hit_percent"), Some(75.0));
         // Unused opcodes and empty histograms make no series.
         assert!(got.iter().all(|(k, _)| !k.starts_with("cityhall.get.")));
         assert!(got.iter().all(|(k, _)| !k.starts_with("cityhall.flush.")));
         assert_eq!(got.len(), 1 + 7 + 1 + 7 + 2 + 1 + 1);
-        assert!(find("cityhall.put.interval_mean").is_none());
 
-        // The next sample: the mean of what was recorded in between.
-        h.record(60);
-        h.record(100);
-        let mut m2 = MetricsSnapshot::default();
-        m2.counter("server.put.requests", 5);
-        m2.histogram("server.put.latency_us", &h);
+        // Two slow PUTs in the next interval: its figures are theirs alone.
+        put.record(9000);
+        put.record(9000);
         let mut s = Sample::new(6);
-        add_metrics(&m2, &mut prev, &mut s);
-        let mean = s
-            .points
-            .iter()
-            .find(|(k, _)| k.canonical() == "cityhall.put.interval_mean")
-            .map(|(_, v)| *v)
-            .unwrap();
-        assert!((mean - 80.0).abs() < 0.5, "{mean}");
-        // Nothing recorded since: no interval mean.
+        add_metrics(&snapshot(6), &hists, &mut prev, &mut s);
+        let got = points(&s);
+        assert_eq!(find(&got, "cityhall.put.count"), Some(2.0));
+        let p50 = find(&got, "cityhall.put.p50").unwrap();
+        assert!((8990.0..=9010.0).contains(&p50), "{p50}");
+        assert_eq!(find(&got, "cityhall.put.p99"), Some(p50));
+
+        // An interval without PUTs gives no PUT figures.
         let mut s = Sample::new(7);
-        add_metrics(&m2, &mut prev, &mut s);
-        assert!(s
-            .points
-            .iter()
-            .all(|(k, _)| k.name() != "cityhall.put.interval_mean"));
+        add_metrics(&snapshot(6), &hists, &mut prev, &mut s);
+        assert_eq!(find(&points(&s), "cityhall.put.p99"), None);
     }
 }

@@ -181,23 +181,14 @@ fn host_rows(client: &mut Client) -> Result<Vec<Row>> {
 }
 
 fn cityhall_rows() -> Vec<Row> {
+    let us = Unit::Micros;
     vec![
         row("put", "cityhall.put.requests", true, Unit::PerSec),
-        row(
-            "put latency",
-            "cityhall.put.interval_mean",
-            false,
-            Unit::Micros,
-        ),
-        row("put p99", "cityhall.put.p99", false, Unit::Micros),
+        row("put p50", "cityhall.put.p50", false, us),
+        row("put p99", "cityhall.put.p99", false, us),
         row("get", "cityhall.get.requests", true, Unit::PerSec),
-        row(
-            "get latency",
-            "cityhall.get.interval_mean",
-            false,
-            Unit::Micros,
-        ),
-        row("get p99", "cityhall.get.p99", false, Unit::Micros),
+        row("get p50", "cityhall.get.p50", false, us),
+        row("get p99", "cityhall.get.p99", false, us),
         row(
             "ts points",
             "cityhall.ts.points_written",
@@ -205,10 +196,16 @@ fn cityhall_rows() -> Vec<Row> {
             Unit::PerSec,
         ),
         row(
+            "wal sync p50",
+            "cityhall.wal.sync_latency_us.p50",
+            false,
+            us,
+        ),
+        row(
             "wal sync p99",
             "cityhall.wal.sync_latency_us.p99",
             false,
-            Unit::Micros,
+            us,
         ),
         row("write stalls", "cityhall.write.stalls", true, Unit::PerSec),
         row(

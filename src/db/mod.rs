@@ -816,6 +816,22 @@ impl Db {
         out
     }
 
+    /// The engine histogram named `name` (as in [`Db::metrics`]) as
+    /// recorded `(value, count)` pairs (see
+    /// [`crate::metrics::Histogram::recorded`]), for figures per interval.
+    pub fn histogram_recorded(&self, name: &str) -> Option<Vec<(u64, u64)>> {
+        let m = &self.shared().metrics;
+        let h = match name {
+            "db.write_latency_us" => &m.write_latency_us,
+            "wal.group_writes" => &m.wal_group_writes,
+            "wal.sync_latency_us" => &m.wal_sync_latency_us,
+            "flush.latency_us" => &m.flush_latency_us,
+            "compaction.latency_us" => &m.compaction_latency_us,
+            _ => return None,
+        };
+        Some(h.recorded())
+    }
+
     /// Stops the background threads after the queued writes, syncs, and
     /// releases the directory lock. Later calls on any handle fail with
     /// `Error::Closed`. Reports the poison reason if a write had failed.

@@ -68,6 +68,31 @@ impl Shared {
         self.ts.report(&mut m);
         m
     }
+
+    /// The histogram of the server or the engine named `name` (as in
+    /// [`Shared::metrics`]) as recorded `(value, count)` pairs, for
+    /// figures per interval.
+    pub fn histogram_recorded(&self, name: &str) -> Option<Vec<(u64, u64)>> {
+        let op = name
+            .strip_prefix("server.")
+            .and_then(|r| r.strip_suffix(".latency_us"));
+        match op {
+            Some(op) => crate::protocol::Opcode::ALL
+                .iter()
+                .find(|o| o.name() == op)
+                .map(|o| self.stats.op(*o).latency_us.recorded()),
+            None => self.db.histogram_recorded(name),
+        }
+    }
+}
+
+impl crate::agent::self_monitor::MetricsReader for Arc<Shared> {
+    fn metrics(&self) -> crate::metrics::MetricsSnapshot {
+        Shared::metrics(self)
+    }
+    fn recorded(&self, histogram: &str) -> Option<Vec<(u64, u64)>> {
+        self.histogram_recorded(histogram)
+    }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT. Must be called from the main
@@ -119,12 +144,11 @@ pub fn run(config: ServerConfig) -> Result<()> {
         shared.config.data_dir.display(),
         db.backend(),
     );
-    let snapshot_of = Arc::clone(&shared);
     let mut monitors = match crate::agent::embedded::Monitors::start(
         &shared.ts,
         shared.config.self_monitor_interval,
         Some(shared.config.agent_interval),
-        move || snapshot_of.metrics(),
+        Arc::clone(&shared),
     ) {
         Ok(m) => m,
         Err(e) => {
