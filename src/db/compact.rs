@@ -173,6 +173,7 @@ fn idle_compaction_due(shared: &Shared, st: &mut CompactState, snap: &LevelsSnap
     quiet(st.writes_quiet_since)
         && quiet(st.last_install)
         && st.in_flight.is_empty()
+        && shared.memtables().1.is_empty()
         && st.idle_done_at != Some(st.installs)
         && space_amplification(snap) > max
 }
@@ -205,14 +206,16 @@ pub(crate) fn compaction_thread(shared: Arc<Shared>) {
         let plan = match work {
             Work::Plan(plan) => plan,
             Work::Idle => {
+                let installs_before = shared.lock_compact().installs;
                 // Fails only on close or poison (which it has set itself).
-                if compact_range(&shared, None, None).is_err() {
+                let Ok(steps) = compact_range(&shared, None, None) else {
                     shared.notify_mem();
                     return;
-                }
+                };
                 shared.metrics.compaction_idle_runs.inc();
-                let mut st = shared.lock_compact();
-                st.idle_done_at = Some(st.installs);
+                // Done until the levels change by anything but this run (a
+                // flush that finished meanwhile makes it due again).
+                shared.lock_compact().idle_done_at = Some(installs_before + steps);
                 continue;
             }
         };
@@ -338,12 +341,14 @@ pub(crate) fn delete_obsolete(shared: &Shared) {
 
 /// Compacts user keys in `[start, end]` (None: unbounded) down the levels,
 /// in the caller's thread, until nothing in the range remains to do.
+/// Returns the number of steps run (each installed one version).
 pub(crate) fn compact_range(
     shared: &Shared,
     start: Option<&[u8]>,
     end: Option<&[u8]>,
-) -> Result<()> {
+) -> Result<u64> {
     let mut from_level = 0;
+    let mut steps = 0;
     loop {
         let plan = {
             let mut st = shared.lock_compact();
@@ -364,7 +369,7 @@ pub(crate) fn compact_range(
                     end,
                     from_level,
                 ) {
-                    ManualStep::Done => return Ok(()),
+                    ManualStep::Done => return Ok(steps),
                     ManualStep::Busy => {
                         st = shared
                             .compact_cv
@@ -386,6 +391,7 @@ pub(crate) fn compact_range(
             shared.poison(&e);
             return Err(e);
         }
+        steps += 1;
         delete_obsolete(shared);
     }
 }

@@ -606,7 +606,7 @@ impl Db {
     /// Returns when done, like `ldb compact`.
     pub fn compact_range(&self, start: Option<&[u8]>, end: Option<&[u8]>) -> Result<()> {
         self.flush()?;
-        compact::compact_range(self.shared(), start, end)
+        compact::compact_range(self.shared(), start, end).map(|_| ())
     }
 
     /// The newest value of `key`, if any.

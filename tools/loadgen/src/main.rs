@@ -130,8 +130,20 @@ fn run_all(cfg: &Config, setup: &Setup, db: Option<&Db>) -> ExitCode {
     let mut status = ExitCode::SUCCESS;
     for (position, workload) in cfg.workloads.iter().enumerate() {
         if *workload == Workload::Compact {
+            let t0 = Instant::now();
             match compact(cfg, db) {
-                Ok(text) => text_out(cfg, &text),
+                Ok(text) => {
+                    text_out(cfg, &text);
+                    if cfg.json {
+                        let line = serde_json::json!({
+                            "workload": "compact",
+                            "elapsed_s": t0.elapsed().as_secs_f64(),
+                        });
+                        let mut out = std::io::stdout().lock();
+                        let _ = writeln!(out, "{line}");
+                        let _ = out.flush();
+                    }
+                }
                 Err(e) => {
                     eprintln!("cityhall-loadgen: compact: {e}");
                     return ExitCode::from(EXIT_ERROR);

@@ -110,6 +110,59 @@ fn benchmark_workloads_embedded() {
     assert!(lines[3]["pairs_scanned"].as_u64().unwrap() > 0);
 }
 
+#[test]
+fn compact_and_deleteall_give_the_space_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let out = Command::new(LOADGEN)
+        .args([
+            "--workload",
+            "fillseq,compact,deleteall,compact",
+            "--embedded",
+        ])
+        .arg(&db)
+        .args([
+            "--durability",
+            "relaxed",
+            "--num",
+            "3000",
+            "--seed",
+            "7",
+            "--settle",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let engine: Vec<&str> = text.lines().filter(|l| l.contains("engine: ")).collect();
+    // fillseq (at the end, settled), compact, deleteall (two), compact.
+    assert_eq!(engine.len(), 6, "{text}");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("compact ")).count(),
+        2
+    );
+    assert!(
+        engine[2].contains("files per level [0 0 0 0 0 0 1]"),
+        "{text}"
+    );
+    assert!(!engine[2].contains("tables 0 bytes"), "{text}");
+    // deleteall deleted every key once; compacting dropped them all.
+    assert!(
+        text.contains("deleteall    :") && text.contains("(3000 ops in"),
+        "{text}"
+    );
+    assert!(engine[5].contains("tables 0 bytes"), "{text}");
+    assert!(
+        engine[5].contains("files per level [0 0 0 0 0 0 0]"),
+        "{text}"
+    );
+}
+
 /// A `cityhall server` on a free loopback port; killed on drop.
 struct Server {
     child: Child,
