@@ -183,3 +183,64 @@ fn idle_compaction_brings_space_amplification_down() {
     assert_eq!(counter(&db, "compaction.idle_runs"), 1);
     db.close().unwrap();
 }
+
+/// Table files on disk.
+fn sst_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".sst")
+        })
+        .count()
+}
+
+#[test]
+fn tables_replaced_under_readers_are_deleted_once_the_readers_let_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path(), small_options()).unwrap();
+    for round in 0..3u32 {
+        let mut batch = WriteBatch::new();
+        for k in 0..2000u32 {
+            batch.put(format!("key{k:06}").into_bytes(), value(k, round));
+        }
+        db.write(batch).unwrap();
+        db.flush().unwrap();
+    }
+    // Readers hold versions while compactions replace their tables; a
+    // replaced table a reader held at that moment must still go once the
+    // readers are done, without waiting for some later compaction.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    db.scan(b"key000100", Some(b"key000900"), 800).unwrap();
+                }
+            });
+        }
+        for _ in 0..3 {
+            db.compact_range(None, None).unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let live = |db: &Db| {
+        (0..7)
+            .map(|l| gauge(db, &format!("level{l}.files")) as usize)
+            .sum::<usize>()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while sst_files(dir.path()) != live(&db) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} table files on disk, {} live",
+            sst_files(dir.path()),
+            live(&db)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    db.close().unwrap();
+}

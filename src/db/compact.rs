@@ -154,6 +154,9 @@ impl Shared {
 enum Work {
     Plan(CompactionPlan),
     Idle,
+    /// Replaced tables that a reader held when they were replaced are now
+    /// free to delete.
+    Obsolete,
 }
 
 /// Whether an idle compaction is due (see the module docs).
@@ -196,6 +199,9 @@ pub(crate) fn compaction_thread(shared: Arc<Shared>) {
                 if idle_compaction_due(&shared, &mut st, &snap) {
                     break Work::Idle;
                 }
+                if st.obsolete.iter().any(|t| Arc::strong_count(t) == 1) {
+                    break Work::Obsolete;
+                }
                 st = shared
                     .compact_cv
                     .wait_timeout(st, Duration::from_millis(500))
@@ -205,6 +211,10 @@ pub(crate) fn compaction_thread(shared: Arc<Shared>) {
         };
         let plan = match work {
             Work::Plan(plan) => plan,
+            Work::Obsolete => {
+                delete_obsolete(&shared);
+                continue;
+            }
             Work::Idle => {
                 let installs_before = shared.lock_compact().installs;
                 // Fails only on close or poison (which it has set itself).
