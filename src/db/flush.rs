@@ -103,14 +103,27 @@ fn flush_one(shared: &Shared, mem: &Arc<Memtable>) -> Result<()> {
         shared.install_l0(entry, t);
     }
     shared.drop_flushed(mem);
-    remove_segments_below(shared, log_number)
+    remove_segments_below(shared, log_number);
+    Ok(())
 }
 
-fn remove_segments_below(shared: &Shared, log_number: u64) -> Result<()> {
-    for name in shared.fs.list(&shared.dir)? {
-        if parse_segment_name(&name).is_some_and(|n| n < log_number) {
-            shared.fs.remove(&shared.dir.join(&name))?;
+/// Removes the WAL segments the durable manifest no longer needs. A
+/// failure loses nothing (the next flush, or the next open, removes what
+/// is left), so it is counted in `obsolete_delete_errors` rather than
+/// failing the flush and poisoning the database.
+fn remove_segments_below(shared: &Shared, log_number: u64) {
+    let names = match shared.fs.list(&shared.dir) {
+        Ok(names) => names,
+        Err(_) => {
+            shared.metrics.obsolete_delete_errors.inc();
+            return;
+        }
+    };
+    for name in names {
+        if parse_segment_name(&name).is_some_and(|n| n < log_number)
+            && shared.fs.remove(&shared.dir.join(&name)).is_err()
+        {
+            shared.metrics.obsolete_delete_errors.inc();
         }
     }
-    Ok(())
 }

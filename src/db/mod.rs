@@ -763,6 +763,7 @@ impl Db {
             }
         }
         out.counter("compaction.count", m.compactions.get());
+        out.counter("db.obsolete_delete_errors", m.obsolete_delete_errors.get());
         out.counter("compaction.trivial_moves", m.compaction_trivial_moves.get());
         out.counter("compaction.bytes_read", m.compaction_bytes_read.get());
         out.counter("compaction.bytes_written", m.compaction_bytes_written.get());
