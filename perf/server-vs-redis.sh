@@ -20,13 +20,16 @@
 # seconds the client and the server used during that test, and CityHall's
 # ops/s divided by the row's.
 #
-# One difference to keep in mind: redis-benchmark drives all connections
-# from one event-loop thread, the load generator from one blocking thread
-# per connection, so on a small machine the clients do not cost the same.
+# Clients: redis-benchmark drives all connections from one event-loop
+# thread; the load generator does the same by default here
+# (`--client-threads $CLIENT_THREADS`, 1: one thread sends on every
+# connection, then reads every answer), so on this small machine the two
+# clients cost about the same; CLIENT_THREADS=$CONNECTIONS gives one
+# blocking thread per connection instead.
 #
 # Usage: perf/server-vs-redis.sh
 # Environment: N (operations per test, default 200000), KEYSPACE (default
-# N), CONNECTIONS (50), VALUE_SIZE (100), PIPELINES ("1 16"),
+# N), CONNECTIONS (50), CLIENT_THREADS (1), VALUE_SIZE (100), PIPELINES ("1 16"),
 # PERF_DATA_DIR (where the data directories go, default target/perf-data),
 # KEEP_WORK=1 to keep them.
 set -euo pipefail
@@ -36,6 +39,7 @@ source "$(dirname "$0")/lib.sh"
 N="${N:-200000}"
 KEYSPACE="${KEYSPACE:-$N}"
 CONNECTIONS="${CONNECTIONS:-50}"
+CLIENT_THREADS="${CLIENT_THREADS:-1}"
 VALUE_SIZE="${VALUE_SIZE:-100}"
 PIPELINES="${PIPELINES:-1 16}"
 
@@ -44,7 +48,7 @@ build_release
 make_work_dir
 
 "$LOADGEN" --setup-only --workload fillrandom,readrandom --addr 127.0.0.1:0 \
-    --connections "$CONNECTIONS" --num "$N" --key-space "$KEYSPACE" --value-size "$VALUE_SIZE"
+    --connections "$CONNECTIONS" --client-threads "$CLIENT_THREADS" --num "$N" --key-space "$KEYSPACE" --value-size "$VALUE_SIZE"
 echo "  Data dirs:   $WORK ($(fs_of "$WORK"))"
 echo "  Redis:       $(redis-server --version)"
 echo
@@ -66,7 +70,8 @@ cityhall_run() {
     for w in fillrandom readrandom; do
         before="$(cpu_seconds "$CITYHALL_PID")"
         timed "$dir-$w.json" "$LOADGEN" --workload "$w" --addr "$CITYHALL_ADDR" \
-            --connections "$CONNECTIONS" --pipeline "$p" --num "$N" --key-space "$KEYSPACE" \
+            --connections "$CONNECTIONS" --client-threads "$CLIENT_THREADS" \
+            --pipeline "$p" --num "$N" --key-space "$KEYSPACE" \
             --value-size "$VALUE_SIZE" --key-size 16 --json
         server_cpu="$(awk -v a="$before" -v b="$(cpu_seconds "$CITYHALL_PID")" 'BEGIN { printf "%.2f", b - a }')"
         op="set"
