@@ -69,12 +69,13 @@ fn value(rng: &mut SimRng, n: usize) -> Vec<u8> {
 }
 
 /// A seeded workload of `n` writes over `keys` keys: single puts and
-/// deletes, batches of up to 6, and a reopen every ~2,000 writes.
+/// deletes, batches of up to 6, and a reopen every 2,000 writes (or half
+/// way, in a shorter run).
 fn workload(seed: u64, n: usize, keys: u64) -> Vec<Step> {
     let mut rng = SimRng::new(seed);
     let mut steps = Vec::with_capacity(n + n / 1000);
     for i in 0..n {
-        if i > 0 && i % 2000 == 1000 {
+        if i % 2000 == 1000 || (n < 2000 && i == n / 2) {
             steps.push(Step::Reopen);
         }
         let count = if rng.below(4) == 0 {
