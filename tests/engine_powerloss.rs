@@ -69,12 +69,13 @@ fn value(rng: &mut SimRng, n: usize) -> Vec<u8> {
 }
 
 /// A seeded workload of `n` writes over `keys` keys: single puts and
-/// deletes, batches of up to 6, and a reopen every ~2,000 writes.
+/// deletes, batches of up to 6, and a reopen every 2,000 writes (or half
+/// way, in a shorter run).
 fn workload(seed: u64, n: usize, keys: u64) -> Vec<Step> {
     let mut rng = SimRng::new(seed);
     let mut steps = Vec::with_capacity(n + n / 1000);
     for i in 0..n {
-        if i > 0 && i % 2000 == 1000 {
+        if i % 2000 == 1000 || (n < 2000 && i == n / 2) {
             steps.push(Step::Reopen);
         }
         let count = if rng.below(4) == 0 {
@@ -109,6 +110,7 @@ fn apply(model: &mut Model, ops: &Ops) {
 struct Expected {
     acked: Model,
     acked_seq: u64,
+    acked_writes: u64,
     pending: Option<Ops>,
 }
 
@@ -191,6 +193,7 @@ fn mode_name(m: CrashMode) -> &'static str {
 /// The hook: at every sync point, a crash image per mode, each checked.
 fn hook(
     seed: u64,
+    progress_every: u64,
     modes: Vec<CrashMode>,
     expected: Arc<Mutex<Expected>>,
     tally: Arc<Mutex<Tally>>,
@@ -203,6 +206,12 @@ fn hook(
         let exp = expected.lock().unwrap();
         let mut t = tally.lock().unwrap();
         t.points += 1;
+        if t.points % progress_every == 0 {
+            eprintln!(
+                "seed {seed}: {} sync points checked ({} images), {} writes acknowledged",
+                t.points, t.images, exp.acked_writes
+            );
+        }
         for &mode in &modes {
             let img = point.crash_image(mode);
             t.images += 1;
@@ -233,6 +242,7 @@ fn run(seed: u64, writes: usize, keys: u64, modes: &[CrashMode]) -> Tally {
     let tally = Arc::new(Mutex::new(Tally::default()));
     sim.set_sync_hook(Some(hook(
         seed,
+        (writes as u64 / 20).max(1000),
         modes.to_vec(),
         Arc::clone(&expected),
         Arc::clone(&tally),
@@ -256,6 +266,7 @@ fn run(seed: u64, writes: usize, keys: u64, modes: &[CrashMode]) -> Tally {
                 let ops = exp.pending.take().unwrap();
                 apply(&mut exp.acked, &ops);
                 exp.acked_seq += ops.len() as u64;
+                exp.acked_writes += 1;
             }
             Step::Reopen => {
                 flushes += counter(&db, "flush.count");

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cityhall::client::Client;
+use cityhall::client::{Client, ConnectOptions};
 use cityhall::io::sim::SimRng;
 use cityhall::protocol::ts::TsSeriesPoints;
 use cityhall::ts::{Point, RangeQuery, SeriesKey};
@@ -265,6 +265,16 @@ struct ClientOutcome {
     stats: Summary,
 }
 
+/// Connects with a bound on every read and write, so that a server that
+/// stops answering fails the run instead of hanging it.
+fn connect(addr: &str) -> cityhall::Result<Client> {
+    let opts = ConnectOptions {
+        io_timeout: Some(Duration::from_secs(120)),
+        ..ConnectOptions::default()
+    };
+    Client::connect_with(addr, &opts)
+}
+
 /// Milliseconds of timestamp space each cycle's points use.
 const CYCLE_TS_SPAN: i64 = 1_000_000_000;
 /// Timestamp of the first point (2023-11-14); each cycle starts later.
@@ -321,7 +331,7 @@ fn client_loop(ctx: ClientCtx, mut model: ClientModel) -> ClientOutcome {
         error_alive,
         stats,
     };
-    let mut client = match Client::connect(&ctx.addr) {
+    let mut client = match connect(&ctx.addr) {
         Ok(c) => c,
         Err(e) => {
             let alive = !ctx.killed.load(Ordering::SeqCst);
@@ -625,7 +635,7 @@ pub fn run(cfg: &Config) -> Result<Summary, Failure> {
                 .map_err(|e| fail(cycle, format!("after a kill in recovery: {e}"), early.log()))?;
         }
         server = Server::start(cfg).map_err(|e| fail(cycle, format!("restart: {e}"), log))?;
-        let mut c = Client::connect(&server.addr)
+        let mut c = connect(&server.addr)
             .map_err(|e| fail(cycle, format!("connect after restart: {e}"), server.log()))?;
         let mut pending_count = 0;
         for (id, o) in outcomes.into_iter().enumerate() {
