@@ -20,16 +20,19 @@
 # seconds the client and the server used during that test, and CityHall's
 # ops/s divided by the row's.
 #
-# Clients: redis-benchmark drives all connections from one event-loop
-# thread; the load generator does the same by default here
-# (`--client-threads $CLIENT_THREADS`, 1: one thread sends on every
-# connection, then reads every answer), so on this small machine the two
-# clients cost about the same; CLIENT_THREADS=$CONNECTIONS gives one
-# blocking thread per connection instead.
+# Threads: redis-benchmark drives all connections from one event-loop
+# thread, and Redis serves them from one. Here the load generator drives
+# them from CLIENT_THREADS (2) threads, each sending on its connections and
+# then reading every answer (with one such thread its in-order blocking
+# reads cost more context switches than an event loop's), and the
+# CityHall server runs SERVER_THREADS (1) event loop, like Redis (its WAL,
+# flush and compaction threads aside): client and server share the
+# machine's 2 cores, and a second event loop only adds context switches.
 #
 # Usage: perf/server-vs-redis.sh
 # Environment: N (operations per test, default 200000), KEYSPACE (default
-# N), CONNECTIONS (50), CLIENT_THREADS (1), VALUE_SIZE (100), PIPELINES ("1 16"),
+# N), CONNECTIONS (50), CLIENT_THREADS (2), SERVER_THREADS (1),
+# VALUE_SIZE (100), PIPELINES ("1 16"),
 # PERF_DATA_DIR (where the data directories go, default target/perf-data),
 # KEEP_WORK=1 to keep them.
 set -euo pipefail
@@ -39,7 +42,8 @@ source "$(dirname "$0")/lib.sh"
 N="${N:-200000}"
 KEYSPACE="${KEYSPACE:-$N}"
 CONNECTIONS="${CONNECTIONS:-50}"
-CLIENT_THREADS="${CLIENT_THREADS:-1}"
+CLIENT_THREADS="${CLIENT_THREADS:-2}"
+SERVER_THREADS="${SERVER_THREADS:-1}"
 VALUE_SIZE="${VALUE_SIZE:-100}"
 PIPELINES="${PIPELINES:-1 16}"
 
@@ -66,7 +70,7 @@ row() {
 # cityhall_run PIPELINE: fillrandom, then readrandom, on a fresh server.
 cityhall_run() {
     local p="$1" dir="$WORK/cityhall-p$1" w op before server_cpu ops p50 p99
-    start_cityhall "$dir" --durability sync
+    start_cityhall "$dir" --durability sync --threads "$SERVER_THREADS"
     for w in fillrandom readrandom; do
         before="$(cpu_seconds "$CITYHALL_PID")"
         timed "$dir-$w.json" "$LOADGEN" --workload "$w" --addr "$CITYHALL_ADDR" \
