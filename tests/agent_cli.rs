@@ -237,7 +237,12 @@ fn the_agent_reconnects_and_reports_what_it_dropped() {
 fn wait_for_points(addr: &str, series: &str, n: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let l = lines(&cli_at(addr, &["ts", "range", series]));
+        // Only `timestamp<TAB>value` lines: a series not written yet
+        // answers NOT_FOUND, which is no point.
+        let l: Vec<String> = lines(&cli_at(addr, &["ts", "range", series]))
+            .into_iter()
+            .filter(|l| l.contains('\t'))
+            .collect();
         if l.len() >= n {
             return l;
         }
