@@ -106,34 +106,13 @@ pub fn run(config: ServerConfig) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| Error::io("create data dir", &config.data_dir, e))?;
     let bound = listener::bind(&addr, auth_token.is_some())?;
-    let db = Db::open(&config.data_dir, config.options.clone())?;
-    let ts = match crate::ts::TimeSeries::open(db.clone(), crate::ts::TsOptions::default()) {
-        Ok(ts) => ts,
-        Err(e) => {
-            let _ = db.close();
-            return Err(e);
-        }
-    };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let threads = config.thread_count();
-    let shared = Arc::new(Shared {
-        db: db.clone(),
-        limits: Limits::for_options(&config.options),
-        auth_token,
-        stats: ServerStats::default(),
-        ts,
-        config,
-        compact_turn: tokio::sync::Semaphore::new(1),
-    });
-    let workers = match worker::Workers::start(threads, &shared, &bound, &stop_rx) {
-        Ok(w) => w,
-        Err(e) => {
-            let _ = stop_tx.send(true);
-            shared.ts.close();
-            let _ = db.close();
-            return Err(e);
-        }
-    };
+    let Started {
+        shared,
+        stop_tx,
+        workers,
+        threads,
+    } = start(config, auth_token, &bound)?;
+    let db = shared.db.clone();
     let durability = match shared.config.options.durability {
         Durability::Sync => "sync".to_string(),
         Durability::Relaxed { interval_ms } => format!("relaxed, sync every {interval_ms} ms"),
@@ -189,6 +168,52 @@ pub fn run(config: ServerConfig) -> Result<()> {
     Ok(())
 }
 
+/// A database with its time-series layer, served by event loops.
+struct Started {
+    shared: Arc<Shared>,
+    stop_tx: watch::Sender<bool>,
+    workers: worker::Workers,
+    threads: usize,
+}
+
+/// Opens the database and the time-series layer and starts the event loops
+/// on `bound`; on failure whatever was started is stopped and closed again.
+fn start(config: ServerConfig, auth_token: Option<Vec<u8>>, bound: &Bound) -> Result<Started> {
+    let db = Db::open(&config.data_dir, config.options.clone())?;
+    let ts = match crate::ts::TimeSeries::open(db.clone(), crate::ts::TsOptions::default()) {
+        Ok(ts) => ts,
+        Err(e) => {
+            let _ = db.close();
+            return Err(e);
+        }
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let threads = config.thread_count();
+    let shared = Arc::new(Shared {
+        db: db.clone(),
+        limits: Limits::for_options(&config.options),
+        auth_token,
+        stats: ServerStats::default(),
+        ts,
+        config,
+        compact_turn: tokio::sync::Semaphore::new(1),
+    });
+    match worker::Workers::start(threads, &shared, bound, &stop_rx) {
+        Ok(workers) => Ok(Started {
+            shared,
+            stop_tx,
+            workers,
+            threads,
+        }),
+        Err(e) => {
+            let _ = stop_tx.send(true);
+            shared.ts.close();
+            let _ = db.close();
+            Err(e)
+        }
+    }
+}
+
 /// Raises the soft open-file limit to the hard limit, so that
 /// `connections_max` connections fit.
 fn raise_fd_limit() {
@@ -231,34 +256,12 @@ impl std::fmt::Debug for worker::Workers {
 pub fn start_in_process(config: ServerConfig) -> Result<InProcess> {
     let auth_token = config.load_auth_token()?;
     let bound = listener::bind(&ListenAddr::parse(&config.listen)?, auth_token.is_some())?;
-    let db = Db::open(&config.data_dir, config.options.clone())?;
-    let ts = match crate::ts::TimeSeries::open(db.clone(), crate::ts::TsOptions::default()) {
-        Ok(ts) => ts,
-        Err(e) => {
-            let _ = db.close();
-            return Err(e);
-        }
-    };
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let threads = config.thread_count();
-    let shared = Arc::new(Shared {
-        db: db.clone(),
-        limits: Limits::for_options(&config.options),
-        auth_token,
-        stats: ServerStats::default(),
-        ts,
-        config,
-        compact_turn: tokio::sync::Semaphore::new(1),
-    });
-    let workers = match worker::Workers::start(threads, &shared, &bound, &stop_rx) {
-        Ok(w) => w,
-        Err(e) => {
-            let _ = stop_tx.send(true);
-            shared.ts.close();
-            let _ = db.close();
-            return Err(e);
-        }
-    };
+    let Started {
+        shared,
+        stop_tx,
+        workers,
+        ..
+    } = start(config, auth_token, &bound)?;
     Ok(InProcess {
         addr: bound.display_addr(),
         shared,
