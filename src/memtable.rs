@@ -55,6 +55,8 @@ struct Writer {
     cursor: *mut u8,
     remaining: usize,
     rng: u64,
+    /// The internal key being inserted, kept to save an allocation a write.
+    ikey: Vec<u8>,
 }
 
 impl Writer {
@@ -202,6 +204,7 @@ impl Memtable {
             cursor: ptr::null_mut(),
             remaining: 0,
             rng: 0x9e37_79b9_7f4a_7c15 ^ wal_segment_first,
+            ikey: Vec::new(),
         };
         let head = w.alloc(NODE_HEADER_BYTES + 8 * HEIGHT_MAX);
         // SAFETY: fresh zeroed memory: key and value lengths 0, links null.
@@ -250,9 +253,10 @@ impl Memtable {
 
     /// Inserts one entry. Sequence numbers are unique, so keys never repeat.
     pub fn insert(&self, user_key: &[u8], seq: SeqNo, kind: ValueKind, value: &[u8]) {
-        let mut ikey = Vec::with_capacity(user_key.len() + 8);
-        encode_internal_key(&mut ikey, user_key, seq, kind);
         let mut w = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ikey = std::mem::take(&mut w.ikey);
+        ikey.clear();
+        encode_internal_key(&mut ikey, user_key, seq, kind);
         let mut prev = [self.head; HEIGHT_MAX];
         self.seek_node(&ikey, Some(&mut prev));
         let height = w.random_height();
@@ -289,6 +293,7 @@ impl Memtable {
                 p_next.store(node, AtomicOrdering::Release);
             }
         }
+        w.ikey = ikey;
         drop(w);
         self.size.fetch_add(bytes, AtomicOrdering::Relaxed);
         self.len.fetch_add(1, AtomicOrdering::Relaxed);
