@@ -300,8 +300,8 @@ enum Outcome {
 fn run_client(args: ClientArgs) -> ExitCode {
     let mut options = ConnectOptions::default();
     if let Some(path) = &args.auth_token_file {
-        match std::fs::read(path) {
-            Ok(raw) => options.auth_token = raw.trim_ascii().to_vec(),
+        match cityhall::client::read_auth_token(path) {
+            Ok(token) => options.auth_token = token,
             Err(e) => {
                 return fail(&format!(
                     "cannot read auth token file {}: {e}",

@@ -68,8 +68,8 @@ pub fn run(args: AgentArgs) -> u8 {
         ..ConnectOptions::default()
     };
     if let Some(path) = &args.auth_token_file {
-        match std::fs::read(path) {
-            Ok(raw) => options.auth_token = raw.trim_ascii().to_vec(),
+        match crate::client::read_auth_token(path) {
+            Ok(token) => options.auth_token = token,
             Err(e) => {
                 eprintln!(
                     "cityhall: agent: cannot read auth token file {}: {e}",

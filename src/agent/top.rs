@@ -331,8 +331,8 @@ pub fn run(args: TopArgs) -> u8 {
         ..ConnectOptions::default()
     };
     if let Some(path) = &args.auth_token_file {
-        match std::fs::read(path) {
-            Ok(raw) => options.auth_token = raw.trim_ascii().to_vec(),
+        match crate::client::read_auth_token(path) {
+            Ok(token) => options.auth_token = token,
             Err(e) => {
                 eprintln!(
                     "cityhall: top: cannot read auth token file {}: {e}",

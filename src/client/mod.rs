@@ -246,6 +246,12 @@ impl Client {
     }
 }
 
+/// The token in the file at `path`, surrounding whitespace trimmed (what
+/// every command's `--auth-token-file` names).
+pub fn read_auth_token(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    std::fs::read(path).map(|raw| raw.trim_ascii().to_vec())
+}
+
 /// An IO error on the connection to `addr`.
 fn io_err(op: &'static str, addr: &str, source: io::Error) -> Error {
     Error::Io {
