@@ -30,6 +30,11 @@ pub struct Options {
     pub durability: Durability,
     /// Size of each pre-zeroed WAL segment.
     pub wal_segment_size_bytes: u64,
+    /// Size of the segment the log starts in after open and after a
+    /// manual flush, until writes come: a database at rest then holds one
+    /// small segment rather than two full ones. Capped at
+    /// `wal_segment_size_bytes`.
+    pub wal_idle_segment_size_bytes: u64,
     /// Largest write group the log owner submits at once.
     pub wal_group_size_bytes_max: usize,
     /// Size at which the active memtable is frozen.
@@ -54,12 +59,23 @@ pub struct Options {
     pub wal_prepare_background: bool,
 }
 
+impl Options {
+    /// The idle WAL segment's size: `wal_idle_segment_size_bytes` rounded
+    /// up to whole blocks, at most a full segment.
+    pub(crate) fn idle_wal_segment_size(&self) -> u64 {
+        let block = crate::io::BLOCK_SIZE as u64;
+        let size = self.wal_idle_segment_size_bytes.max(1).div_ceil(block) * block;
+        size.min(self.wal_segment_size_bytes)
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
             fs: None,
             durability: Durability::Sync,
             wal_segment_size_bytes: 64 << 20,
+            wal_idle_segment_size_bytes: 1 << 20,
             wal_group_size_bytes_max: 4 << 20,
             memtable_size_bytes_max: 64 << 20,
             immutable_memtables_max: 2,

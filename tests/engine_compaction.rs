@@ -89,10 +89,24 @@ fn overwrites_compact_and_snapshots_survive() {
     assert_eq!(db.get(b"key000007").unwrap(), Some(value(7, 5)));
 }
 
+/// Bytes of the files in `dir` whose names end with `suffix`.
+fn file_bytes(dir: &std::path::Path, suffix: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
 #[test]
 fn deleting_everything_then_compacting_returns_the_space() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Db::open(dir.path(), small_options()).unwrap();
+    let opts = Options {
+        wal_idle_segment_size_bytes: 16 << 10,
+        ..small_options()
+    };
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
     let keys = 3000u32;
     let mut batch = WriteBatch::new();
     for k in 0..keys {
@@ -117,17 +131,36 @@ fn deleting_everything_then_compacting_returns_the_space() {
         "{left} of {full} bytes left after deleting everything"
     );
     assert!(db.scan(b"", None, 10).unwrap().is_empty());
+    // The log came to rest in one idle segment: no full segment, no
+    // spare readied for writes that did not come.
+    let wal = file_bytes(dir.path(), ".log");
+    assert_eq!(wal, 16 << 10, "{wal} bytes of WAL left at rest");
     db.close().unwrap();
-    let sst: u64 = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".sst"))
-        .map(|e| e.metadata().unwrap().len())
-        .sum();
+    let sst = file_bytes(dir.path(), ".sst");
     assert!(
         (sst as f64) < full / 50.0,
         "{sst} bytes of table files left on disk"
     );
+    let all = file_bytes(dir.path(), "");
+    assert!(all < 64 << 10, "{all} bytes left in the directory");
+
+    // Writes after the rest roll out of the idle segment into full ones,
+    // and nothing is lost across a reopen.
+    let db = Db::open(dir.path(), opts.clone()).unwrap();
+    for k in 0..keys {
+        batch.put(format!("key{k:06}").into_bytes(), value(k, 1));
+        if batch.len() == 100 {
+            db.write(std::mem::take(&mut batch)).unwrap();
+        }
+    }
+    assert!(counter(&db, "wal.segments_rolled") >= 1);
+    db.close().unwrap();
+    let db = Db::open(dir.path(), opts).unwrap();
+    for k in (0..keys).step_by(97) {
+        let key = format!("key{k:06}");
+        assert_eq!(db.get(key.as_bytes()).unwrap(), Some(value(k, 1)), "{key}");
+    }
+    assert_eq!(db.scan(b"", None, 10_000).unwrap().len(), keys as usize);
 }
 
 /// Once the writes pause, what L0 and the upper levels hold goes down to

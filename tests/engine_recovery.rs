@@ -1177,12 +1177,17 @@ fn failed_flush_does_not_hang_stalled_writers() {
         let o = Options {
             wal_prepare_background: true,
             wal_segment_size_bytes: 8 << 20,
+            // Start in a full segment: the only roll-over is the freeze
+            // below, before the directory syncs start failing.
+            wal_idle_segment_size_bytes: 8 << 20,
             memtable_size_bytes_max: 2 << 20,
             immutable_memtables_max: 1,
             ..opts(&sim)
         };
         let db = Db::open(DIR, o).unwrap();
-        // The preparer has the next segment ready (it syncs the directory).
+        // The first write has the preparer ready the next segment (it
+        // syncs the directory).
+        db.put(b"first", b"1").unwrap();
         let t0 = std::time::Instant::now();
         while segments(&sim).len() < 2 {
             assert!(t0.elapsed().as_secs() < 10, "preparer never prepared");

@@ -97,12 +97,37 @@ impl LogState {
         }
     }
 
-    /// Syncs what relaxed mode left unsynced and stops the preparer.
+    /// Syncs what relaxed mode left unsynced, stops the preparer and
+    /// removes the spare segment it prepared.
     pub fn shut_down(&mut self, shared: &Shared) {
         if let Err(e) = self.log.sync() {
             shared.poison(&e);
         }
+        discard_spare(shared, &mut self.source);
         self.source = SegmentSource::Inline;
+    }
+}
+
+/// Removes the segment the preparer readied and the log did not take. It
+/// never joined the log, so nothing depends on it; should the removal
+/// fail, the next open removes it (an unwritten segment), and the failure
+/// is counted.
+fn discard_spare(shared: &Shared, source: &mut SegmentSource) {
+    let SegmentSource::Background(p) = source else {
+        return;
+    };
+    match p.take_unused() {
+        Some(Ok(seg)) => {
+            let path = seg.file.path().to_path_buf();
+            drop(seg);
+            if shared.fs.remove(&path).is_err() {
+                shared.metrics.obsolete_delete_errors.inc();
+            }
+        }
+        // The preparer failed (a full disk): nothing to remove, and the
+        // next roll-over prepares inline and reports the error.
+        Some(Err(_)) => *source = SegmentSource::Inline,
+        None => {}
     }
 }
 
@@ -278,7 +303,7 @@ fn write_group(shared: &Shared, state: &mut LogState) -> Result<()> {
     let force = state.group.iter().any(|w| w.freeze);
     maybe_freeze_memtable(shared, state, bytes, force)?;
     if !state.log.fits(bytes) {
-        roll(shared, state)?;
+        roll(shared, state, SegmentKind::Full)?;
     }
     let first_seq = state.next_seq;
     let mut seq = first_seq;
@@ -292,6 +317,11 @@ fn write_group(shared: &Shared, state: &mut LogState) -> Result<()> {
     if seq == first_seq {
         // Only flush requests: nothing to log.
         return Ok(());
+    }
+    // Writes have come: have the next full segment readied while this
+    // one fills (a no-op once asked).
+    if let SegmentSource::Background(p) = &mut state.source {
+        p.request(shared.opts.wal_segment_size_bytes);
     }
     let sync = shared.opts.durability == Durability::Sync;
     let start = Instant::now();
@@ -333,11 +363,22 @@ fn same_io_error(e: &Error) -> Error {
     }
 }
 
+/// Which segment a roll-over moves to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SegmentKind {
+    /// A full `wal_segment_size_bytes` segment (the log is busy).
+    Full,
+    /// A small `wal_idle_segment_size_bytes` one, after a manual flush:
+    /// the log may now rest, and a log at rest should hold next to no
+    /// disk space. The first write into it asks for a full one.
+    Idle,
+}
+
 /// Moves to a fresh segment, syncing the old one first. No space for the
 /// new segment refuses the group (see the module docs).
-fn roll(shared: &Shared, state: &mut LogState) -> Result<()> {
+fn roll(shared: &Shared, state: &mut LogState, kind: SegmentKind) -> Result<()> {
     state.log.sync()?;
-    let next = match next_segment(shared, state) {
+    let next = match next_segment(shared, state, kind) {
         Ok(next) => next,
         Err(e) if e.is_disk_full() => {
             // The preparer thread stops at its first error; prepare inline
@@ -353,20 +394,24 @@ fn roll(shared: &Shared, state: &mut LogState) -> Result<()> {
     Ok(())
 }
 
-fn next_segment(shared: &Shared, state: &LogState) -> Result<Segment> {
-    match &state.source {
-        SegmentSource::Background(p) => p.take(),
-        SegmentSource::Inline => {
-            let number = shared.next_file.fetch_add(1, Ordering::SeqCst);
-            segment::prepare(
-                &*shared.fs,
-                &shared.dir,
-                number,
-                shared.opts.wal_segment_size_bytes,
-                shared.wal_direct(),
-            )
-        }
+fn next_segment(shared: &Shared, state: &mut LogState, kind: SegmentKind) -> Result<Segment> {
+    let full = shared.opts.wal_segment_size_bytes;
+    if kind == SegmentKind::Idle {
+        // A spare full segment must not outlive the busy spell; it also
+        // holds a lower file number than the idle one, which must come
+        // after every segment already in the log.
+        discard_spare(shared, &mut state.source);
+        return prepare_inline(shared, shared.opts.idle_wal_segment_size());
     }
+    match &mut state.source {
+        SegmentSource::Background(p) => p.take(full),
+        SegmentSource::Inline => prepare_inline(shared, full),
+    }
+}
+
+fn prepare_inline(shared: &Shared, size: u64) -> Result<Segment> {
+    let number = shared.next_file.fetch_add(1, Ordering::SeqCst);
+    segment::prepare(&*shared.fs, &shared.dir, number, size, shared.wal_direct())
 }
 
 /// Freezes a full active memtable, stalling while too many frozen ones
@@ -385,7 +430,16 @@ fn maybe_freeze_memtable(
         return Ok(());
     }
     shared.wait_for_immutable_room()?;
-    roll(shared, state)?;
+    // A flush asked for by hand (`Db::flush`, `compact_range`) is where a
+    // log may come to rest: start over in a small segment (writes that go
+    // on ask for a full one at once). A memtable that filled up by itself
+    // means the log is busy.
+    let kind = if force {
+        SegmentKind::Idle
+    } else {
+        SegmentKind::Full
+    };
+    roll(shared, state, kind)?;
     shared.freeze_active(state.log.segment_number());
     Ok(())
 }

@@ -88,11 +88,13 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
 
     let next_file = Arc::new(AtomicU64::new(next));
     let wal_direct = opts.durability == crate::options::Durability::Sync;
+    // The log starts small: a database opened and left alone holds one
+    // idle segment; the first write has a full one readied.
     let first = segment::prepare(
         &*fs,
         dir,
         first_segment,
-        opts.wal_segment_size_bytes,
+        opts.idle_wal_segment_size(),
         wal_direct,
     )?;
     let source = if opts.wal_prepare_background {
@@ -100,7 +102,6 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
             Arc::clone(&fs),
             dir.to_path_buf(),
             Arc::clone(&next_file),
-            opts.wal_segment_size_bytes,
             wal_direct,
         )?)
     } else {

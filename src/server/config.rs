@@ -22,6 +22,7 @@
 //! threads = 0                    # 0: one per core
 //! memtable_size_bytes_max = 67108864   # engine: memtable frozen at this size
 //! wal_segment_size_bytes = 67108864    # engine: size of each WAL segment
+//! wal_idle_segment_size_bytes = 1048576 # engine: the WAL segment of a log at rest
 //! self_monitor = "10s"           # own metrics as cityhall.* series; "0": off
 //! agent_interval = "10s"         # run the host agent in the server; "0": off (the default)
 //! ```
@@ -148,6 +149,9 @@ impl ServerConfig {
             }
             "wal_segment_size_bytes" => {
                 self.options.wal_segment_size_bytes = parse_at_least(key, value, 64 << 10)?
+            }
+            "wal_idle_segment_size_bytes" => {
+                self.options.wal_idle_segment_size_bytes = parse_at_least(key, value, 4096)?
             }
             "self_monitor" => self.self_monitor_interval = parse_interval(key, value)?,
             "agent_interval" => self.agent_interval = parse_interval(key, value)?,

@@ -8,12 +8,13 @@
 //! change). It is prepared under a temporary name and renamed into place,
 //! and the directory synced, before it is handed to the writer.
 //!
-//! The [`Preparer`] keeps the next segment ready on a background thread so
-//! that a roll-over costs the writer nothing.
+//! The [`Preparer`] readies the next segment on a background thread while
+//! the writer fills the current one, so that a roll-over costs the writer
+//! nothing.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -79,40 +80,77 @@ pub fn prepare(fs: &dyn Fs, dir: &Path, number: u64, size: u64, direct: bool) ->
     Ok(Segment { number, file, size })
 }
 
-/// Prepares segments ahead of the writer on a background thread.
+/// Prepares segments on a background thread, one at a time, when asked.
+///
+/// The writer asks for the next segment as soon as it knows one will be
+/// needed (when it starts writing into a segment) and takes it at the
+/// roll-over, so the zero-filling runs while the log is written. A log at
+/// rest asks for nothing, so no spare segment sits on disk.
 #[derive(Debug)]
 pub struct Preparer {
+    requests: Sender<u64>,
     rx: Receiver<Result<Segment>>,
+    /// A request has been sent and its segment not yet taken.
+    outstanding: bool,
     handle: Option<JoinHandle<()>>,
 }
 
 impl Preparer {
-    /// Starts preparing segments numbered from `next_file`, one ahead.
+    /// Starts the thread; it prepares nothing until asked.
     pub fn start(
         fs: Arc<dyn Fs>,
         dir: PathBuf,
         next_file: Arc<AtomicU64>,
-        size: u64,
         direct: bool,
     ) -> Result<Self> {
-        let (tx, rx) = sync_channel::<Result<Segment>>(0);
+        let (requests, req_rx) = channel::<u64>();
+        let (tx, rx) = sync_channel::<Result<Segment>>(1);
         let handle = std::thread::Builder::new()
             .name("cityhall-wal-prep".into())
-            .spawn(move || prepare_loop(&*fs, &dir, &next_file, size, direct, &tx))
+            .spawn(move || prepare_loop(&*fs, &dir, &next_file, direct, &req_rx, &tx))
             .map_err(|e| Error::io("spawn thread", Path::new("cityhall-wal-prep"), e))?;
         Ok(Preparer {
+            requests,
             rx,
+            outstanding: false,
             handle: Some(handle),
         })
     }
 
-    /// The next prepared segment (waits if it is not ready yet).
-    pub fn take(&self) -> Result<Segment> {
+    /// Asks for a segment of `size` bytes unless one is already asked for.
+    pub fn request(&mut self, size: u64) {
+        if !self.outstanding {
+            // A send fails only when the thread has stopped after an
+            // error; `take` then reports it.
+            let _ = self.requests.send(size);
+            self.outstanding = true;
+        }
+    }
+
+    /// The requested segment (asking for one of `size` bytes if nothing
+    /// was asked for); waits until it is ready.
+    pub fn take(&mut self, size: u64) -> Result<Segment> {
+        self.request(size);
+        self.outstanding = false;
         self.rx.recv().unwrap_or_else(|_| {
             Err(Error::Poisoned(
                 "WAL segment preparer stopped after an earlier error".into(),
             ))
         })
+    }
+
+    /// The segment asked for and not taken, if any (waits for it). The
+    /// caller removes it: it never joined the log.
+    pub fn take_unused(&mut self) -> Option<Result<Segment>> {
+        if !self.outstanding {
+            return None;
+        }
+        self.outstanding = false;
+        Some(self.rx.recv().unwrap_or_else(|_| {
+            Err(Error::Poisoned(
+                "WAL segment preparer stopped after an earlier error".into(),
+            ))
+        }))
     }
 }
 
@@ -120,11 +158,11 @@ fn prepare_loop(
     fs: &dyn Fs,
     dir: &Path,
     next_file: &AtomicU64,
-    size: u64,
     direct: bool,
+    requests: &Receiver<u64>,
     tx: &SyncSender<Result<Segment>>,
 ) {
-    loop {
+    while let Ok(size) = requests.recv() {
         let number = next_file.fetch_add(1, Ordering::SeqCst);
         let seg = prepare(fs, dir, number, size, direct);
         let failed = seg.is_err();
@@ -138,11 +176,11 @@ fn prepare_loop(
 
 impl Drop for Preparer {
     fn drop(&mut self) {
-        // Unblock a preparer waiting to hand over a segment: the unused
-        // segment is empty and is deleted at the next open.
-        let (_, dead) = sync_channel(0);
-        let rx = std::mem::replace(&mut self.rx, dead);
-        drop(rx);
+        // Closing the request channel stops the thread once it has handed
+        // over what it was preparing (the hand-over has room for one): an
+        // unused segment is empty and is removed at the next open.
+        let (dead, _) = channel();
+        drop(std::mem::replace(&mut self.requests, dead));
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
