@@ -2,6 +2,10 @@
 //! writers, non-durable (relaxed) puts, and the cost of the sync itself
 //! (append-and-grow versus overwrite of pre-zeroed blocks).
 //!
+//! A writer is a thread blocked in `Db::put` (`durable-N`), or an async
+//! task awaiting `Db::write_async`, N of them on one thread
+//! (`durable-async-N`), which is how the server's connections write.
+//!
 //! Not a criterion bench: group commit needs many writers at once, so each
 //! case runs its writers for a fixed time and reports operations per second.
 //!
@@ -13,8 +17,11 @@
 //! (default: the system temp directory).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use cityhall::io::{default_fs, AlignedBuf, OpenOptions};
@@ -29,9 +36,8 @@ fn bench_dir() -> tempfile::TempDir {
     }
 }
 
-fn puts(writers: usize, durability: Durability, secs: f64) {
-    let dir = bench_dir();
-    let db = Db::open(
+fn open_db(dir: &tempfile::TempDir, durability: Durability) -> Db {
+    Db::open(
         dir.path(),
         Options {
             durability,
@@ -39,7 +45,29 @@ fn puts(writers: usize, durability: Durability, secs: f64) {
             ..Options::default()
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn report(db: &Db, what: &str, writers: usize, n: u64, elapsed: f64) {
+    let m = db.metrics();
+    let group = match m.get("wal.group_writes") {
+        Some(cityhall::metrics::MetricValue::Histogram(h)) => h.mean,
+        _ => 0.0,
+    };
+    let sync_p50 = match m.get("wal.sync_latency_us") {
+        Some(cityhall::metrics::MetricValue::Histogram(h)) => h.p50,
+        _ => 0,
+    };
+    println!(
+        "{what:14} writers={writers:3}  {:>10.0} puts/s  ({n} puts in {elapsed:.1} s, \
+         {group:.1} writes/group, sync p50 {sync_p50} us)",
+        n as f64 / elapsed
+    );
+}
+
+fn puts(writers: usize, durability: Durability, secs: f64) {
+    let dir = bench_dir();
+    let db = open_db(&dir, durability);
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..writers)
@@ -65,23 +93,74 @@ fn puts(writers: usize, durability: Durability, secs: f64) {
     }
     let elapsed = start.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
-    let m = db.metrics();
-    let group = match m.get("wal.group_writes") {
-        Some(cityhall::metrics::MetricValue::Histogram(h)) => h.mean,
-        _ => 0.0,
-    };
-    let sync_p50 = match m.get("wal.sync_latency_us") {
-        Some(cityhall::metrics::MetricValue::Histogram(h)) => h.p50,
-        _ => 0,
-    };
     let mode = match durability {
         Durability::Sync => "durable",
         Durability::Relaxed { .. } => "relaxed",
     };
-    println!(
-        "{mode:8} writers={writers:3}  {:>10.0} puts/s  ({n} puts in {elapsed:.1} s, \
-         {group:.1} writes/group, sync p50 {sync_p50} us)",
-        n as f64 / elapsed
+    report(&db, mode, writers, n, elapsed);
+    db.close().unwrap();
+}
+
+/// Wakes the bench thread when a write completes.
+struct Unpark(std::thread::Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// `writers` durable puts in flight at all times from one thread, each
+/// a `write_async` future: as soon as one resolves, its writer puts the
+/// next key.
+fn async_puts(writers: usize, secs: f64) {
+    let dir = bench_dir();
+    let db = open_db(&dir, Durability::Sync);
+    let value = [b'v'; VALUE_BYTES];
+    let put = |t: usize, i: u64| {
+        let mut b = cityhall::WriteBatch::new();
+        b.put(format!("{t:04}{i:012}").into_bytes(), value.to_vec());
+        db.write_async(b)
+    };
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    let mut next = vec![1u64; writers];
+    let mut inflight: Vec<_> = (0..writers).map(|t| Some(put(t, 0))).collect();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(secs);
+    let mut n = 0u64;
+    let mut outstanding = writers;
+    while outstanding > 0 {
+        let running = Instant::now() < deadline;
+        let mut progressed = false;
+        for (t, slot) in inflight.iter_mut().enumerate() {
+            let Some(f) = slot else { continue };
+            if let Poll::Ready(r) = Pin::new(f).poll(&mut cx) {
+                r.unwrap();
+                n += 1;
+                progressed = true;
+                if running {
+                    *slot = Some(put(t, next[t]));
+                    next[t] += 1;
+                } else {
+                    *slot = None;
+                    outstanding -= 1;
+                }
+            }
+        }
+        if !progressed {
+            std::thread::park();
+        }
+    }
+    report(
+        &db,
+        "durable-async",
+        writers,
+        n,
+        start.elapsed().as_secs_f64(),
     );
     db.close().unwrap();
 }
@@ -138,6 +217,11 @@ fn main() {
     for writers in [1, 16, 64] {
         if want(&format!("durable-{writers}")) {
             puts(writers, Durability::Sync, secs);
+        }
+    }
+    for writers in [16, 64] {
+        if want(&format!("durable-async-{writers}")) {
+            async_puts(writers, secs);
         }
     }
     for writers in [1, 16] {
