@@ -197,7 +197,13 @@ impl Shared {
     pub(crate) fn freeze_active(&self, segment: u64) {
         {
             let mut m = self.mem.write().unwrap_or_else(|p| p.into_inner());
-            let old = std::mem::replace(&mut m.active, Arc::new(Memtable::new(segment)));
+            let old = std::mem::replace(
+                &mut m.active,
+                Arc::new(Memtable::with_index(
+                    segment,
+                    self.opts.memtable_size_bytes_max,
+                )),
+            );
             m.immutables.push_front(old);
         }
         let _g = self.mem_cv_lock.lock().unwrap_or_else(|p| p.into_inner());
@@ -746,6 +752,17 @@ impl Db {
         out.gauge(
             "memtable.immutable_bytes",
             imms.iter().map(|m| m.size_bytes()).sum::<usize>() as f64,
+        );
+        out.gauge(
+            "memtable.index_bytes",
+            std::iter::once(&active)
+                .chain(imms.iter())
+                .map(|m| m.index_size_bytes())
+                .sum::<usize>() as f64,
+        );
+        out.gauge(
+            "memtable.index_complete",
+            if active.index_complete() { 1.0 } else { 0.0 },
         );
         out.counter("flush.count", m.flushes.get());
         out.counter("flush.bytes", m.flush_bytes.get());

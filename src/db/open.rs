@@ -120,7 +120,10 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
         manifest: Mutex::new(Some(manifest)),
         flush_cv: Condvar::new(),
         mem: RwLock::new(MemState {
-            active: Arc::new(Memtable::new(first_segment)),
+            active: Arc::new(Memtable::with_index(
+                first_segment,
+                opts.memtable_size_bytes_max,
+            )),
             immutables: VecDeque::new(),
         }),
         mem_cv: Condvar::new(),
