@@ -340,7 +340,12 @@ if wants prometheus; then
     # millisecond of the day (and of each hour), they hold exactly its points.
     end_t="$((TO_MS / 1000)).$(printf '%03d' $((TO_MS % 1000)))"
     sel="cpu_usage_user{hostname=\"host_0\"}"
-    count_q="sum(count_over_time({__name__=~\"cpu_.*\"}[${HOURS%.*}h]))"
+    # One sum per metric: count_over_time drops the metric name, and
+    # Prometheus refuses a vector whose series then share a label set
+    # (VictoriaMetrics lets them through).
+    count_q="$(head -1 "$DATA" | awk '{ print $2 }' | tr ',' '\n' | sed 's/=.*//' |
+        while read -r f; do printf 'sum(count_over_time(cpu_%s[%sh])) + ' "$f" "${HOURS%.*}"; done |
+        sed 's/ + $//')"
     got="$(curl -fsS -G "http://$pa/api/v1/query" --data-urlencode "query=$count_q" \
         --data-urlencode "time=$end_t" |
         python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(int(float(r[0]["value"][1])) if r else 0)')"
