@@ -138,6 +138,8 @@ if wants cityhall; then
     t0="$(now)"
     run "$CITYHALL" client --addr "$CITYHALL_ADDR" compact
     compact_s="$(elapsed "$t0")"
+    # Tables a compaction replaced are deleted just after it answers.
+    settle_dir "$WORK/cityhall"
     tables="$(dir_bytes "$WORK"/cityhall/*.sst "$WORK"/cityhall/MANIFEST-*)"
     wal="$(dir_bytes "$WORK"/cityhall/*.log)"
     echo "cityhall: ingest ${ingest_s} s, compact ${compact_s} s, tables+manifest $tables bytes, WAL segments $wal bytes"
