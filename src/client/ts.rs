@@ -6,7 +6,7 @@ use crate::protocol::ts::{
     TsPointsPage, TsRequest, TsResponse, TsSeriesPoints, TS_RANGE_POINTS_MAX, TS_SERIES_LIMIT_MAX,
 };
 use crate::protocol::Response;
-use crate::ts::{DupPolicy, LabelMatcher, Point, RangeQuery, Retention, SeriesKey};
+use crate::ts::{DupPolicy, LabelMatcher, Point, RangeQuery, Retention, SelectQuery, SeriesKey};
 
 use super::{unexpected, Client};
 
@@ -81,6 +81,52 @@ impl Client {
             }
         }
         Err(Error::Protocol("range took too many pages".into()))
+    }
+
+    /// One page of an aggregate across series (`query.series_max` is the
+    /// server's, [`crate::protocol::ts::TS_AGG_SERIES_MAX`]).
+    pub fn ts_agg_page(&mut self, query: &SelectQuery) -> Result<TsPointsPage> {
+        let req = TsRequest::Agg {
+            prefix: query.prefix.clone(),
+            matchers: query.matchers.clone(),
+            from: query.from,
+            to: query.to,
+            agg: query.agg,
+            bucket_ms: query.bucket_ms,
+            limit: u32::try_from(query.limit.clamp(1, TS_RANGE_POINTS_MAX)).unwrap_or(1),
+        };
+        match self.call(&crate::protocol::Request::Ts(req))? {
+            Response::Ts(TsResponse::Points(p)) => Ok(p),
+            other => Err(unexpected("TS_POINTS", &other)),
+        }
+    }
+
+    /// Up to `query.limit` buckets of an aggregate across every series
+    /// the selector matches, following pages.
+    pub fn ts_agg(&mut self, query: &SelectQuery) -> Result<Vec<Point>> {
+        let mut out = Vec::new();
+        let mut q = query.clone();
+        for _ in 0..PAGES_MAX {
+            q.limit = query.limit.saturating_sub(out.len()).max(1);
+            let page = self.ts_agg_page(&q)?;
+            out.extend(page.points);
+            match page.next_from {
+                Some(next) if out.len() < query.limit => {
+                    if next <= q.from {
+                        return Err(Error::Protocol(format!(
+                            "server continued an aggregate at {next}, not after its start {}",
+                            q.from
+                        )));
+                    }
+                    q.from = next;
+                }
+                _ => {
+                    out.truncate(query.limit);
+                    return Ok(out);
+                }
+            }
+        }
+        Err(Error::Protocol("aggregate took too many pages".into()))
     }
 
     /// The newest point: `None` if the series does not exist, `Some(None)`

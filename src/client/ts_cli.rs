@@ -9,7 +9,14 @@
 //! ts retention SERIES DURATION | ts retention --default DURATION       -> OK
 //! ts policy SERIES last|first|block|min|max|sum                        -> OK
 //! ts import FILE|- [--precision ns|us|ms|s] [--batch N]                -> a summary line
+//! ts agg FN [--prefix P] [--label k=v]... [--from T] [--to T] [--bucket D] [--limit N]
+//!                                                                      -> timestamp<TAB>value lines
 //! ```
+//!
+//! `ts agg` pools every series the prefix and the labels select (as
+//! `ts series` lists them, `k!=v` too) and prints FN (count, sum, min,
+//! max, avg, first, last) per bucket, or one line stamped with --from
+//! without --bucket; see `src/ts/select.rs`.
 //!
 //! SERIES is a name, optionally with labels inline (`cpu{host=a}`); labels
 //! given with `--labels`/`--label` are added to them. T is epoch
@@ -35,7 +42,9 @@ use crate::protocol::ts::TsSeriesPoints;
 use crate::ts::line_protocol::Precision;
 use crate::ts::series::parse_labels;
 use crate::ts::time::{parse_duration_ms, parse_time_ms};
-use crate::ts::{Aggregation, DupPolicy, LabelMatcher, Point, RangeQuery, Retention, SeriesKey};
+use crate::ts::{
+    Aggregation, DupPolicy, LabelMatcher, Point, RangeQuery, Retention, SelectQuery, SeriesKey,
+};
 
 use super::ts_import::{self, ImportOptions};
 use super::Client;
@@ -182,6 +191,32 @@ pub enum TsCommand {
         #[arg(long, value_name = "N", default_value_t = 10_000)]
         batch: usize,
     },
+    /// Print FN over every series the selector matches, pooled, as
+    /// `timestamp<TAB>value` per bucket (one line stamped with --from
+    /// without --bucket).
+    Agg {
+        /// count, sum, min, max, avg, first or last.
+        #[arg(value_name = "FN")]
+        agg: String,
+        /// Only series starting with P.
+        #[arg(long, value_name = "P")]
+        prefix: Option<String>,
+        /// Only series with these labels (k=v) and without these (k!=v).
+        #[command(flatten)]
+        labels: LabelArgs,
+        /// First time (inclusive) [default: the beginning].
+        #[arg(long, value_name = "T", allow_hyphen_values = true)]
+        from: Option<String>,
+        /// Last time (inclusive) [default: now].
+        #[arg(long, value_name = "T", allow_hyphen_values = true)]
+        to: Option<String>,
+        /// Bucket width (1m, 1h, ...); without it one value for the range.
+        #[arg(long, value_name = "D")]
+        bucket: Option<String>,
+        /// Most lines [default: all].
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
 }
 
 /// A `ts` command with its arguments parsed and checked (before any
@@ -211,6 +246,8 @@ pub enum TsAction {
     Policy(SeriesKey, DupPolicy),
     /// Bulk-load line protocol from a file (standard input with `None`).
     Import(Option<PathBuf>, ImportOptions),
+    /// An aggregate across series.
+    Agg(SelectQuery),
 }
 
 /// How a `ts` command ended, for the exit code.
@@ -256,6 +293,7 @@ pub fn command_name(cmd: &TsCommand) -> &'static str {
         TsCommand::Retention { .. } => "ts retention",
         TsCommand::Policy { .. } => "ts policy",
         TsCommand::Import { .. } => "ts import",
+        TsCommand::Agg { .. } => "ts agg",
     }
 }
 
@@ -436,6 +474,39 @@ pub fn plan(cmd: &TsCommand, now: i64) -> Result<TsAction, String> {
                 },
             )
         }
+        TsCommand::Agg {
+            agg,
+            prefix,
+            labels,
+            from,
+            to,
+            bucket,
+            limit,
+        } => {
+            let agg = Aggregation::parse(agg)
+                .filter(|a| *a != Aggregation::Rate)
+                .ok_or_else(|| {
+                    format!("FN {agg:?}: use count, sum, min, max, avg, first or last")
+                })?;
+            let bucket_ms = match bucket.as_deref() {
+                None => 0,
+                Some(b) => parse_duration_ms(b)?,
+            };
+            let query = SelectQuery {
+                prefix: prefix.clone().unwrap_or_default(),
+                matchers: labels.matchers().map_err(|e| e.to_string())?,
+                from: time(from.as_deref(), i64::MIN, now)?,
+                to: time(to.as_deref(), now, now)?,
+                agg,
+                bucket_ms,
+                limit: limit.unwrap_or(usize::MAX).max(1),
+                series_max: crate::protocol::ts::TS_AGG_SERIES_MAX,
+            };
+            if query.from > query.to {
+                return Err(format!("--from {} is after --to {}", query.from, query.to));
+            }
+            TsAction::Agg(query)
+        }
     })
 }
 
@@ -537,6 +608,15 @@ pub fn execute(
             writeln!(out, "{}", report.summary())?;
             if report.malformed > 0 {
                 TsOutcome::Incomplete
+            } else {
+                TsOutcome::Done
+            }
+        }
+        TsAction::Agg(query) => {
+            let points = client.ts_agg(&query)?;
+            print_points(out, &points)?;
+            if points.is_empty() {
+                TsOutcome::NotFound
             } else {
                 TsOutcome::Done
             }

@@ -21,6 +21,7 @@
 //! 0x54 TS_DELETE
 //! 0x55 TS_RETENTION
 //! 0x56 TS_POLICY
+//! 0x57 TS_AGG                       (answered TS_POINTS)
 //! 0x40..=0x5f otherwise reserved: time series
 //! 0x60..=0x7f reserved: future use
 //! ```
@@ -78,11 +79,13 @@ pub enum Opcode {
     TsRetention = 0x55,
     /// Set a series' duplicate policy.
     TsPolicy = 0x56,
+    /// Aggregate across every series a selector matches.
+    TsAgg = 0x57,
 }
 
 impl Opcode {
     /// Every request opcode, in wire order.
-    pub const ALL: [Opcode; 17] = [
+    pub const ALL: [Opcode; 18] = [
         Opcode::Hello,
         Opcode::Ping,
         Opcode::Get,
@@ -100,6 +103,7 @@ impl Opcode {
         Opcode::TsDelete,
         Opcode::TsRetention,
         Opcode::TsPolicy,
+        Opcode::TsAgg,
     ];
 
     /// Decodes a request opcode; `None` for anything undefined or reserved.
@@ -127,6 +131,7 @@ impl Opcode {
             Opcode::TsDelete => "ts_delete",
             Opcode::TsRetention => "ts_retention",
             Opcode::TsPolicy => "ts_policy",
+            Opcode::TsAgg => "ts_agg",
         }
     }
 

@@ -218,7 +218,8 @@ impl<'a> Request<'a> {
             | Opcode::TsSeries
             | Opcode::TsDelete
             | Opcode::TsRetention
-            | Opcode::TsPolicy => Request::Ts(TsRequest::decode(opcode, &mut r)?),
+            | Opcode::TsPolicy
+            | Opcode::TsAgg => Request::Ts(TsRequest::decode(opcode, &mut r)?),
         };
         r.finish(opcode.name())?;
         Ok(req)

@@ -26,6 +26,15 @@
 //!                     (-1 the default, 0 forever, > 0 milliseconds); OK or NOT_FOUND
 //! TS_POLICY     0x56  series | policy u8 (0 last, 1 first, 2 block, 3 min, 4 max, 5 sum)
 //!                     answered OK or NOT_FOUND
+//! TS_AGG        0x57  prefix: str | matcher_count u8 (0..=TS_MATCHERS_MAX)
+//!                     | matcher_count x ( op u8 (0 =, 1 !=) | key: str | value: str )
+//!                     | from i64 | to i64 | agg u8 (1 avg, 2 min, 3 max, 4 sum, 5 count,
+//!                     6 first, 7 last; 8 rate is refused) | bucket_ms i64 (0: the whole
+//!                     range, one bucket stamped `from`) | limit u32 (1..=TS_RANGE_POINTS_MAX)
+//!                     answered TS_POINTS: one point per non-empty bucket, the earliest
+//!                     `limit`; `more` and `next_from` (the first bucket left out) when
+//!                     there are more. A selector matching more than TS_AGG_SERIES_MAX
+//!                     series is refused (ERROR invalid_argument naming the bound).
 //!
 //! TS_POINTS      0xd0  count u32 | count x point | more u8 (0|1) | next_from i64 (more only)
 //! TS_SERIES_LIST 0xd1  count u32 | count x series | more u8 (0|1)
@@ -43,6 +52,26 @@
 //! 00 00 00 00 00 00 e8 3f   0.75
 //! ```
 //!
+//! Example: `ts agg count --prefix cpu. --label host=a --from 0 --to 9`:
+//!
+//! ```text
+//! 2f 00 00 00               length 47 = opcode + (2 + 4) + 1 + (1 + 2 + 4 + 2 + 1) + 8 + 8 + 1 + 8 + 4
+//! 57                        TS_AGG
+//! 04 00 63 70 75 2e         prefix "cpu."
+//! 01                        one matcher
+//! 00 04 00 68 6f 73 74      =, key "host"
+//! 01 00 61                  value "a"
+//! 00 00 00 00 00 00 00 00   from 0
+//! 09 00 00 00 00 00 00 00   to 9
+//! 05                        count
+//! 00 00 00 00 00 00 00 00   bucket_ms 0
+//! a0 86 01 00               limit 100000
+//! ```
+//!
+//! The answer of TS_AGG is computed by [`crate::ts::TimeSeries::select`]
+//! (the series pooled per bucket; `first`/`last` break ties by canonical
+//! order).
+//!
 //! A TS_POINTS page holds at most the `limit` asked; `more` says the range
 //! holds more and `next_from` is the `from` of the query that continues
 //! it (see [`crate::ts::aggregate`] for how pages of each aggregation
@@ -52,7 +81,7 @@
 //! and validated here, at the edge.
 
 use crate::ts::series::{LabelMatcher, MatchOp, SeriesKey, SERIES_KEY_BYTES_MAX};
-use crate::ts::{Aggregation, DupPolicy, Point, RangeQuery, Retention};
+use crate::ts::{Aggregation, DupPolicy, Point, RangeQuery, Retention, SelectQuery};
 
 use super::frame::{begin_frame, end_frame};
 use super::opcode::{Opcode, ResponseOpcode};
@@ -69,8 +98,10 @@ pub const TS_ADD_POINTS_MAX: usize = 500_000;
 pub const TS_RANGE_POINTS_MAX: usize = 100_000;
 /// Most series in one TS_SERIES_LIST page.
 pub const TS_SERIES_LIMIT_MAX: usize = 10_000;
-/// Most matchers in one TS_SERIES.
+/// Most matchers in one TS_SERIES or TS_AGG.
 pub const TS_MATCHERS_MAX: usize = 16;
+/// Most series one TS_AGG may match.
+pub const TS_AGG_SERIES_MAX: usize = 10_000;
 
 const POINT_BYTES: usize = 16;
 
@@ -131,6 +162,23 @@ pub enum TsRequest {
         series: SeriesKey,
         /// The policy.
         policy: DupPolicy,
+    },
+    /// A page of an aggregate across series.
+    Agg {
+        /// Canonical-form prefix.
+        prefix: String,
+        /// Label conditions, all of which must hold.
+        matchers: Vec<LabelMatcher>,
+        /// First timestamp (inclusive).
+        from: i64,
+        /// Last timestamp (inclusive).
+        to: i64,
+        /// What to compute (not rate).
+        agg: Aggregation,
+        /// Bucket width in ms; 0: the whole range.
+        bucket_ms: i64,
+        /// Most buckets in the page (at most [`TS_RANGE_POINTS_MAX`]).
+        limit: u32,
     },
 }
 
@@ -247,6 +295,33 @@ impl TsRequest {
             TsRequest::Delete { .. } => Opcode::TsDelete,
             TsRequest::Retention { .. } => Opcode::TsRetention,
             TsRequest::Policy { .. } => Opcode::TsPolicy,
+            TsRequest::Agg { .. } => Opcode::TsAgg,
+        }
+    }
+
+    /// The library query a TS_AGG asks for (bounded by
+    /// [`TS_AGG_SERIES_MAX`]); `None` for every other request.
+    pub fn select_query(&self) -> Option<SelectQuery> {
+        match self {
+            TsRequest::Agg {
+                prefix,
+                matchers,
+                from,
+                to,
+                agg,
+                bucket_ms,
+                limit,
+            } => Some(SelectQuery {
+                prefix: prefix.clone(),
+                matchers: matchers.clone(),
+                from: *from,
+                to: *to,
+                agg: *agg,
+                bucket_ms: *bucket_ms,
+                limit: *limit as usize,
+                series_max: TS_AGG_SERIES_MAX,
+            }),
+            _ => None,
         }
     }
 
@@ -278,16 +353,7 @@ impl TsRequest {
                 after,
                 limit,
             } => {
-                put_str(out, prefix);
-                out.push(u8::try_from(matchers.len()).unwrap_or(u8::MAX));
-                for m in matchers {
-                    out.push(match m.op {
-                        MatchOp::Eq => 0,
-                        MatchOp::Ne => 1,
-                    });
-                    put_str(out, &m.key);
-                    put_str(out, &m.value);
-                }
+                put_selector(out, prefix, matchers);
                 put_str(out, after);
                 put_u32(out, *limit);
             }
@@ -312,6 +378,22 @@ impl TsRequest {
             TsRequest::Policy { series, policy } => {
                 put_str(out, &series.canonical());
                 out.push(*policy as u8);
+            }
+            TsRequest::Agg {
+                prefix,
+                matchers,
+                from,
+                to,
+                agg,
+                bucket_ms,
+                limit,
+            } => {
+                put_selector(out, prefix, matchers);
+                put_i64(out, *from);
+                put_i64(out, *to);
+                out.push(*agg as u8);
+                put_i64(out, *bucket_ms);
+                put_u32(out, *limit);
             }
         }
     }
@@ -369,6 +451,7 @@ impl TsRequest {
                 }
                 TsRequest::Retention { series, retention }
             }
+            Opcode::TsAgg => decode_agg(r)?,
             Opcode::TsPolicy => {
                 let series = read_series(r)?;
                 let b = r.u8("policy")?;
@@ -445,8 +528,22 @@ fn decode_range(r: &mut Reader<'_>) -> Result<TsRequest, ProtocolError> {
     Ok(TsRequest::Range { series, query })
 }
 
-fn decode_series(r: &mut Reader<'_>) -> Result<TsRequest, ProtocolError> {
-    let prefix = read_str(r, "prefix")?.to_string();
+/// Appends a TS_AGG selector: the prefix and the matchers (the encoding
+/// TS_SERIES uses too).
+fn put_selector(out: &mut Vec<u8>, prefix: &str, matchers: &[LabelMatcher]) {
+    put_str(out, prefix);
+    out.push(u8::try_from(matchers.len()).unwrap_or(u8::MAX));
+    for m in matchers {
+        out.push(match m.op {
+            MatchOp::Eq => 0,
+            MatchOp::Ne => 1,
+        });
+        put_str(out, &m.key);
+        put_str(out, &m.value);
+    }
+}
+
+fn read_matchers(r: &mut Reader<'_>) -> Result<Vec<LabelMatcher>, ProtocolError> {
     let n = usize::from(r.u8("matcher count")?);
     if n > TS_MATCHERS_MAX {
         return Err(ProtocolError::new(
@@ -465,6 +562,37 @@ fn decode_series(r: &mut Reader<'_>) -> Result<TsRequest, ProtocolError> {
         let value = read_str(r, "matcher value")?;
         matchers.push(LabelMatcher::new(key, op, value).map_err(invalid)?);
     }
+    Ok(matchers)
+}
+
+fn decode_agg(r: &mut Reader<'_>) -> Result<TsRequest, ProtocolError> {
+    let prefix = read_str(r, "prefix")?.to_string();
+    let matchers = read_matchers(r)?;
+    let from = read_i64(r, "from")?;
+    let to = read_i64(r, "to")?;
+    let b = r.u8("aggregation")?;
+    let agg = Aggregation::from_u8(b)
+        .ok_or_else(|| ProtocolError::malformed(format!("unknown aggregation {b}")))?;
+    let bucket_ms = read_i64(r, "bucket_ms")?;
+    let limit = read_limit(r, "ts agg limit", TS_RANGE_POINTS_MAX)?;
+    let req = TsRequest::Agg {
+        prefix,
+        matchers,
+        from,
+        to,
+        agg,
+        bucket_ms,
+        limit,
+    };
+    if let Some(q) = req.select_query() {
+        crate::ts::check_select(&q).map_err(invalid)?;
+    }
+    Ok(req)
+}
+
+fn decode_series(r: &mut Reader<'_>) -> Result<TsRequest, ProtocolError> {
+    let prefix = read_str(r, "prefix")?.to_string();
+    let matchers = read_matchers(r)?;
     let after = read_str(r, "after")?.to_string();
     let limit = read_limit(r, "ts series limit", TS_SERIES_LIMIT_MAX)?;
     Ok(TsRequest::Series {
@@ -651,6 +779,18 @@ mod tests {
                 series: key("cpu"),
                 policy: DupPolicy::Block,
             },
+            TsRequest::Agg {
+                prefix: "cpu.".into(),
+                matchers: vec![
+                    LabelMatcher::parse("host=a").unwrap(),
+                    LabelMatcher::parse("dc!=x").unwrap(),
+                ],
+                from: -5,
+                to: i64::MAX,
+                agg: Aggregation::Last,
+                bucket_ms: 3_600_000,
+                limit: 7,
+            },
         ]
     }
 
@@ -689,6 +829,76 @@ mod tests {
             0xcf, 0x8b, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0xe8, 0x3f,
         ];
         assert_eq!(frame_of(&req), want);
+    }
+
+    #[test]
+    fn the_documented_agg_example_is_what_the_encoder_writes() {
+        let req = TsRequest::Agg {
+            prefix: "cpu.".into(),
+            matchers: vec![LabelMatcher::parse("host=a").unwrap()],
+            from: 0,
+            to: 9,
+            agg: Aggregation::Count,
+            bucket_ms: 0,
+            limit: 100_000,
+        };
+        let want = [
+            0x2f, 0, 0, 0, 0x57, 4, 0, b'c', b'p', b'u', b'.', 1, 0, 4, 0, b'h', b'o', b's', b't',
+            1, 0, b'a', 0, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 0,
+            0xa0, 0x86, 0x01, 0,
+        ];
+        assert_eq!(frame_of(&req), want);
+        let q = req.select_query().unwrap();
+        assert_eq!(q.series_max, TS_AGG_SERIES_MAX);
+        assert_eq!((q.from, q.to, q.limit), (0, 9, 100_000));
+    }
+
+    #[test]
+    fn bad_agg_bodies_get_named_errors() {
+        let body = |agg: u8, from: i64, to: i64, limit: u32| {
+            let mut b = Vec::new();
+            put_selector(&mut b, "cpu", &[]);
+            put_i64(&mut b, from);
+            put_i64(&mut b, to);
+            b.push(agg);
+            put_i64(&mut b, 0);
+            put_u32(&mut b, limit);
+            b
+        };
+        assert!(decode_req(&frame_of(&TsRequest::Agg {
+            prefix: "cpu".into(),
+            matchers: vec![],
+            from: 0,
+            to: 1,
+            agg: Aggregation::Sum,
+            bucket_ms: 0,
+            limit: 1,
+        }))
+        .is_ok());
+        let e = body_error(0x57, &body(0, 0, 1, 1));
+        assert_eq!(e.code, ErrorCode::MalformedBody);
+        assert!(e.message.contains("unknown aggregation 0"), "{e}");
+        let e = body_error(0x57, &body(8, 0, 1, 1));
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("rate is per series"), "{e}");
+        let e = body_error(0x57, &body(5, 2, 1, 1));
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
+        assert!(e.message.contains("after to"), "{e}");
+        let e = body_error(0x57, &body(5, 0, 1, TS_RANGE_POINTS_MAX as u32 + 1));
+        assert_eq!(e.code, ErrorCode::ScanLimitTooLarge);
+        let mut b = Vec::new();
+        put_str(&mut b, "cpu");
+        b.push(TS_MATCHERS_MAX as u8 + 1);
+        let e = body_error(0x57, &b);
+        assert!(e.message.contains("ts_matchers_max"), "{e}");
+        let mut b = Vec::new();
+        put_str(&mut b, "cpu");
+        b.push(1);
+        b.push(0);
+        put_str(&mut b, "bad key");
+        put_str(&mut b, "v");
+        let e = body_error(0x57, &b);
+        assert_eq!(e.code, ErrorCode::InvalidArgument);
     }
 
     #[test]

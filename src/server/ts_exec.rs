@@ -6,7 +6,8 @@
 //! so pipelined adds share group commits and are answered in order once
 //! durable. The other requests first settle the pending writes (answers
 //! stay in request order, reads see the connection's own writes): reads
-//! (TS_RANGE, TS_LATEST, TS_SERIES) are served inline from a snapshot;
+//! (TS_RANGE, TS_LATEST, TS_SERIES, TS_AGG) are served inline (TS_AGG
+//! reads each series it pools from a snapshot of its own);
 //! TS_DELETE, TS_RETENTION and TS_POLICY are awaited — the connection
 //! waits, its event loop does not.
 
@@ -122,6 +123,18 @@ async fn serve(
         }
         TsRequest::Policy { series, policy } => {
             answer(out, ts.set_policy_async(&series, policy)).await
+        }
+        agg @ TsRequest::Agg { .. } => {
+            let Some(mut q) = agg.select_query() else {
+                return Err(ProtocolError::new(
+                    ErrorCode::Internal,
+                    "TS_AGG without a query",
+                ));
+            };
+            q.limit = q.limit.min(frame_room(shared) / TS_POINT_BYTES).max(1);
+            let page = ts.select(&q).map_err(|e| ts_error(&e))?;
+            write_points(out, &page.points, page.next_from);
+            Ok(())
         }
     }
 }

@@ -588,6 +588,72 @@ fn read_decimal(
     Ok(())
 }
 
+/// What a chunk's header says of its timestamps, read without decoding
+/// the bit stream: for counting points ([`super::select`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkSummary {
+    /// Points in the chunk (at least one).
+    pub count: usize,
+    /// Timestamp of its first point.
+    pub first_ts: i64,
+    /// The step between consecutive timestamps when every step is the same
+    /// (flags bit 0, or a single point: 0); `None` when the timestamps are
+    /// in the bit stream.
+    pub step: Option<i64>,
+}
+
+impl ChunkSummary {
+    /// Timestamp of the last point, when the header gives it.
+    pub fn last_ts(&self) -> Option<i64> {
+        let step = self.step?;
+        let span = i128::from(step) * (self.count as i128 - 1);
+        i64::try_from(i128::from(self.first_ts) + span).ok()
+    }
+}
+
+/// Checks a chunk's checksum and reads its header: the point count, the
+/// first timestamp and, for a constant step, every timestamp. Trusts no
+/// more than [`decode`]: a damaged chunk is an error, and a constant step
+/// whose last timestamp overflows is one too.
+pub fn summary(data: &[u8]) -> Result<ChunkSummary, ChunkError> {
+    let body_len = data
+        .len()
+        .checked_sub(CRC_LEN)
+        .ok_or_else(|| err(0, format!("chunk of {} bytes is too short", data.len())))?;
+    let (body, crc) = data.split_at(body_len);
+    let stored = u32::from_le_bytes(crc.try_into().map_err(|_| err(body_len, "no checksum"))?);
+    let actual = crc32fast::hash(body);
+    if stored != actual {
+        return Err(err(
+            body_len,
+            format!("checksum mismatch: stored {stored:08x}, computed {actual:08x}"),
+        ));
+    }
+    let (h, stream) = read_header(body)?;
+    if h.count - 1 > stream.len() * 8 {
+        return Err(err(
+            body.len() - stream.len(),
+            format!("{} points cannot fit {} bytes", h.count, stream.len()),
+        ));
+    }
+    let step = if h.count == 1 {
+        Some(0)
+    } else if h.flags & FLAG_CONSTANT_STEP != 0 {
+        Some(i64::try_from(h.step).map_err(|_| err(2, "timestamp step out of range"))?)
+    } else {
+        None
+    };
+    let s = ChunkSummary {
+        count: h.count,
+        first_ts: h.first_ts,
+        step,
+    };
+    if s.step.is_some() && s.last_ts().is_none() {
+        return Err(err(2, "constant-step timestamps overflow"));
+    }
+    Ok(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -775,6 +841,48 @@ mod tests {
             let i = at.index(enc.len());
             enc[i] ^= 1 << bit;
             prop_assert!(decode(&enc).is_err());
+        }
+    }
+}
+
+#[cfg(test)]
+mod summary_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_summary_agrees_with_the_decoded_points(
+            first in -1_000_000_000i64..1_000_000_000,
+            steps in proptest::collection::vec(prop_oneof![Just(10_000i64), 1i64..50_000], 0..300),
+            constant in any::<bool>(),
+            values in proptest::collection::vec(-1000i64..1000, 300),
+        ) {
+            let mut ts = first;
+            let mut points = vec![Point { ts, value: values[0] as f64 }];
+            for (i, s) in steps.iter().enumerate() {
+                ts += if constant { 10_000 } else { *s };
+                points.push(Point { ts, value: values[(i + 1) % values.len()] as f64 / 4.0 });
+            }
+            let mut enc = Vec::new();
+            encode(&points, &mut enc).unwrap();
+            let s = summary(&enc).unwrap();
+            prop_assert_eq!(s.count, points.len());
+            prop_assert_eq!(s.first_ts, first);
+            if constant || points.len() == 1 {
+                prop_assert_eq!(s.last_ts(), Some(ts));
+            }
+            if let Some(step) = s.step {
+                for (i, p) in points.iter().enumerate() {
+                    prop_assert_eq!(p.ts, first + step * i as i64);
+                }
+            }
+            // Any flipped byte is caught by the checksum or the header checks.
+            for at in 0..enc.len() {
+                let mut bad = enc.clone();
+                bad[at] ^= 0x41;
+                prop_assert!(summary(&bad).is_err(), "flip at {}", at);
+            }
         }
     }
 }

@@ -117,6 +117,7 @@ pub mod line_protocol;
 mod maintenance;
 pub mod options;
 mod query;
+mod select;
 pub mod series;
 mod state;
 pub mod time;
@@ -136,6 +137,7 @@ use crate::metrics::{Counter, MetricsSnapshot};
 pub use aggregate::{Aggregation, RangePage};
 pub use options::TsOptions;
 pub use query::check_range;
+pub use select::{check_select, SelectQuery};
 pub use series::{LabelMatcher, MatchOp, SeriesKey};
 
 use state::State;
@@ -507,6 +509,14 @@ impl TimeSeries {
     /// One page of the series matching `q`.
     pub fn series(&self, q: &SeriesQuery) -> Result<SeriesPage> {
         query::series(self.core(), q)
+    }
+
+    /// One page of an aggregate across every series a selector matches
+    /// (see `src/ts/select.rs`): at most `q.limit` buckets, the earliest, and the
+    /// `from` that continues; an error if the selector matches more than
+    /// `q.series_max` series.
+    pub fn select(&self, q: &SelectQuery) -> Result<RangePage> {
+        select::select(self.core(), q)
     }
 
     /// Deletes a series and all its points; `false` if it does not exist.

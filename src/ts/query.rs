@@ -292,3 +292,117 @@ pub(crate) fn series(core: &Core, q: &SeriesQuery) -> Result<SeriesPage> {
     })?;
     Ok(page)
 }
+
+/// Timestamps of points of one series, as [`count_runs`] passes them:
+/// `count` points at `first`, `first + step`, ... (a lone point: step 0,
+/// count 1). Values are not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct TsRun {
+    pub first: i64,
+    pub step: i64,
+    pub count: u64,
+}
+
+/// For counts across series ([`super::select`]): passes the timestamps of
+/// every point of `key` in `[from, to]` to `sink`, in time order, each
+/// once; `false` if the series does not exist. A chunk whose header gives
+/// its timestamps (a constant step) and inside whose span no head point
+/// falls is passed as one run, clipped to the range, without decoding;
+/// other chunks are decoded and merged with the head points in their span
+/// (a head point at a chunk's timestamp is the same point, counted once),
+/// and head points are passed one by one. Reads one snapshot, like
+/// [`range`].
+pub(crate) fn count_runs(
+    core: &Core,
+    key: &SeriesKey,
+    from: i64,
+    to: i64,
+    sink: &mut dyn FnMut(TsRun),
+) -> Result<bool> {
+    if from > to {
+        return Err(Error::InvalidArgument(format!(
+            "range from {from} is after to {to}"
+        )));
+    }
+    let Some(id) = core.id_of(key) else {
+        return Ok(false);
+    };
+    let name = key.canonical();
+    let snap = core.db.snapshot();
+    // The stream supplies the head points in [from, to]; the chunks are
+    // read here, by header.
+    let mut heads = PointStream::new(core, &snap, id, name.clone(), from, to);
+    let (_, ce) = keys::ts_range(keys::CHUNK_PREFIX, id, from, to);
+    let cs = keys::id_ts_key(keys::CHUNK_PREFIX, id, core.opts.window_start(from));
+    let mut chunks = Paged::new(&snap, cs, ce);
+    let one = |ts| TsRun {
+        first: ts,
+        step: 0,
+        count: 1,
+    };
+    let mut decoded = Vec::new();
+    while let Some((k, v)) = chunks.next()? {
+        let s = chunk::summary(&v).map_err(|e| chunk_corruption(&name, &k, e))?;
+        // Head points before the chunk are in no chunk still to come.
+        while let Some(h) = heads.peek_head()?.filter(|h| h.ts < s.first_ts) {
+            sink(one(h.ts));
+            heads.head_peek = None;
+        }
+        let head_inside = |heads: &mut PointStream<'_>, last: i64| -> Result<bool> {
+            Ok(heads.peek_head()?.is_some_and(|h| h.ts <= last))
+        };
+        if let (Some(step), Some(last)) = (s.step, s.last_ts()) {
+            if !head_inside(&mut heads, last)? {
+                if let Some(run) = clip_run(s.first_ts, step, s.count as u64, from, to) {
+                    sink(run);
+                }
+                continue;
+            }
+        }
+        decoded.clear();
+        chunk::decode_into(&v, &mut decoded).map_err(|e| chunk_corruption(&name, &k, e))?;
+        let last = decoded.last().map_or(s.first_ts, |p| p.ts);
+        for p in decoded.iter().filter(|p| p.ts >= from && p.ts <= to) {
+            while let Some(h) = heads.peek_head()?.filter(|h| h.ts <= p.ts) {
+                if h.ts < p.ts {
+                    sink(one(h.ts));
+                }
+                heads.head_peek = None;
+            }
+            sink(one(p.ts));
+        }
+        while let Some(h) = heads.peek_head()?.filter(|h| h.ts <= last) {
+            sink(one(h.ts));
+            heads.head_peek = None;
+        }
+    }
+    while let Some(h) = heads.peek_head()? {
+        sink(one(h.ts));
+        heads.head_peek = None;
+    }
+    Ok(true)
+}
+
+/// The part of the run `first, first + step, ...` (`count` points) inside
+/// `[from, to]`.
+fn clip_run(first: i64, step: i64, count: u64, from: i64, to: i64) -> Option<TsRun> {
+    if step == 0 || count <= 1 {
+        return (count >= 1 && first >= from && first <= to).then_some(TsRun {
+            first,
+            step: 0,
+            count: 1,
+        });
+    }
+    let (f, st, n) = (i128::from(first), i128::from(step), i128::from(count));
+    let lo = (i128::from(from) - f).max(0);
+    let lo = (lo + st - 1) / st;
+    let hi = ((i128::from(to) - f).div_euclid(st)).min(n - 1);
+    if hi < lo {
+        return None;
+    }
+    Some(TsRun {
+        first: i64::try_from(f + lo * st).ok()?,
+        step,
+        count: u64::try_from(hi - lo + 1).ok()?,
+    })
+}

@@ -4,13 +4,14 @@
 //!
 //! ```text
 //! cityhall-tsquery --addr A --series 'cpu.usage_user{hostname=host_0,...}' --from T --to T [--agg avg --bucket-ms 3600000] [--repeat 1000]
-//! cityhall-tsquery --addr A --count-all cpu. --from T --to T [--repeat 10]
+//! cityhall-tsquery --addr A --count-all cpu. --from T --to T [--repeat 10] [--per-series]
 //! ```
 //! The first form times one range query (raw, or aggregated per bucket);
-//! the second times one pass that counts the points of every series whose
-//! name starts with the prefix (`ts series` once, outside the timing, then
-//! a `count` range query per series). Output: one line with the answer's
-//! size and the latency percentiles in microseconds.
+//! the second times a count of the points of every series whose name
+//! starts with the prefix: one TS_AGG request (`ts agg count --prefix`),
+//! or with `--per-series` the old way, `ts series` once outside the timing
+//! then a `count` range query per series. Output: one line with the
+//! answer's size and the latency percentiles in microseconds.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -19,7 +20,8 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 
 use cityhall::client::Client;
-use cityhall::ts::{Aggregation, RangeQuery, SeriesKey};
+use cityhall::protocol::ts::TS_AGG_SERIES_MAX;
+use cityhall::ts::{Aggregation, RangeQuery, SelectQuery, SeriesKey};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,6 +38,10 @@ struct Args {
     /// Count the points of every series starting with this prefix.
     #[arg(long, value_name = "PREFIX")]
     count_all: Option<String>,
+    /// With --count-all: one count range query per series instead of one
+    /// TS_AGG request.
+    #[arg(long, requires = "count_all")]
+    per_series: bool,
     /// First timestamp, epoch ms.
     #[arg(long, allow_hyphen_values = true)]
     from: i64,
@@ -66,6 +72,9 @@ fn run(args: &Args) -> Result<String, String> {
         bucket_ms: args.bucket_ms,
         limit: usize::MAX,
     };
+    if let (Some(prefix), false) = (&args.count_all, args.per_series) {
+        return count_all(&mut client, prefix, args);
+    }
     let targets: Vec<SeriesKey> = match (&args.series, &args.count_all) {
         (Some(s), None) => vec![SeriesKey::parse(s).map_err(|e| e.to_string())?],
         (None, Some(prefix)) => client
@@ -107,17 +116,53 @@ fn run(args: &Args) -> Result<String, String> {
         answer = (points, total);
     }
     Ok(format!(
-        "{} series, {} points or buckets, value sum {}; latency us: p50 {} p90 {} p99 {} max {} (mean {:.1}, {} runs)",
+        "{} series, {} points or buckets, value sum {}; {}",
         targets.len(),
         answer.0,
         answer.1,
+        latency(&hist)
+    ))
+}
+
+/// Times one TS_AGG count over every series starting with `prefix`.
+fn count_all(client: &mut Client, prefix: &str, args: &Args) -> Result<String, String> {
+    let query = SelectQuery {
+        prefix: prefix.to_string(),
+        matchers: Vec::new(),
+        from: args.from,
+        to: args.to,
+        agg: Aggregation::Count,
+        bucket_ms: 0,
+        limit: 1,
+        series_max: TS_AGG_SERIES_MAX,
+    };
+    let mut hist = Histogram::<u64>::new(3).map_err(|e| e.to_string())?;
+    let mut count = 0.0;
+    for i in 0..=args.repeat {
+        let start = Instant::now();
+        let got = client.ts_agg(&query).map_err(|e| e.to_string())?;
+        if i > 0 {
+            let us = start.elapsed().as_micros().max(1) as u64;
+            hist.record(us).map_err(|e| e.to_string())?;
+        }
+        count = got.first().map_or(0.0, |p| p.value);
+    }
+    Ok(format!(
+        "one TS_AGG count over series {prefix}*: {count} points; {}",
+        latency(&hist)
+    ))
+}
+
+fn latency(hist: &Histogram<u64>) -> String {
+    format!(
+        "latency us: p50 {} p90 {} p99 {} max {} (mean {:.1}, {} runs)",
         hist.value_at_quantile(0.5),
         hist.value_at_quantile(0.9),
         hist.value_at_quantile(0.99),
         hist.max(),
         hist.mean(),
         hist.len()
-    ))
+    )
 }
 
 fn main() -> ExitCode {
