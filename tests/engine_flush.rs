@@ -508,6 +508,59 @@ fn flush_deletes_covered_segments_and_reopen_recovers() {
     db.close().unwrap();
 }
 
+/// A WAL segment a flush no longer needs but cannot remove costs nothing
+/// but the space: the flush succeeds, the failure is counted, writes go
+/// on, and the next open removes the segment.
+#[test]
+fn a_covered_segment_that_cannot_be_removed_is_counted_not_fatal() {
+    let sim = SimFs::new(0x5e9);
+    let opts = Options {
+        fs: Some(Arc::new(sim.clone())),
+        memtable_size_bytes_max: 64 << 10,
+        wal_segment_size_bytes: 128 << 10,
+        wal_prepare_background: false,
+        ..Options::default()
+    };
+    let dir = Path::new("/db");
+    let segments = |sim: &SimFs| -> Vec<u64> {
+        let mut v: Vec<u64> = sim
+            .list(dir)
+            .unwrap()
+            .iter()
+            .filter_map(|n| parse_segment_name(n))
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let db = Db::open(dir, opts.clone()).unwrap();
+    for i in 0..200u32 {
+        db.put(format!("key{i:04}").as_bytes(), &[7u8; 100])
+            .unwrap();
+    }
+    let before = segments(&sim);
+    sim.fail_always(FsOp::Remove);
+    db.flush().unwrap();
+    assert!(counter(&db, "db.obsolete_delete_errors") >= 1);
+    assert_eq!(db.poisoned(), None);
+    let after = segments(&sim);
+    assert!(
+        before.iter().all(|n| after.contains(n)),
+        "segments {before:?} before the flush, {after:?} after"
+    );
+    db.put(b"after", b"the flush").unwrap();
+    db.close().unwrap();
+    sim.clear_faults();
+    let db = Db::open(dir, opts).unwrap();
+    let left = segments(&sim);
+    assert!(
+        before.iter().all(|n| !left.contains(n)),
+        "segments {before:?} still there after reopening: {left:?}"
+    );
+    assert_eq!(db.get(b"key0123").unwrap(), Some(vec![7u8; 100]));
+    assert_eq!(db.get(b"after").unwrap(), Some(b"the flush".to_vec()));
+    db.close().unwrap();
+}
+
 // ---------------------------------------------------------------------------
 // (b) The model, with flushes, scans, snapshots and crashes inside flushes.
 

@@ -120,8 +120,8 @@ fn discard_spare(shared: &Shared, source: &mut SegmentSource) {
         Some(Ok(seg)) => {
             let path = seg.file.path().to_path_buf();
             drop(seg);
-            if shared.fs.remove(&path).is_err() {
-                shared.metrics.obsolete_delete_errors.inc();
+            if let Err(e) = shared.fs.remove(&path) {
+                shared.obsolete_delete_failed(&path, &e);
             }
         }
         // The preparer failed (a full disk): nothing to remove, and the

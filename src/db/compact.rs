@@ -343,8 +343,7 @@ pub(crate) fn delete_obsolete(shared: &Shared) {
         let path = shared.dir.join(table_name(number));
         if let Err(e) = shared.fs.remove(&path) {
             // The manifest no longer names it: the next open removes it.
-            shared.metrics.obsolete_delete_errors.inc();
-            let _ = e;
+            shared.obsolete_delete_failed(&path, &e);
         }
     }
 }

@@ -114,16 +114,17 @@ fn flush_one(shared: &Shared, mem: &Arc<Memtable>) -> Result<()> {
 fn remove_segments_below(shared: &Shared, log_number: u64) {
     let names = match shared.fs.list(&shared.dir) {
         Ok(names) => names,
-        Err(_) => {
-            shared.metrics.obsolete_delete_errors.inc();
+        Err(e) => {
+            shared.obsolete_delete_failed(&shared.dir, &e);
             return;
         }
     };
     for name in names {
-        if parse_segment_name(&name).is_some_and(|n| n < log_number)
-            && shared.fs.remove(&shared.dir.join(&name)).is_err()
-        {
-            shared.metrics.obsolete_delete_errors.inc();
+        if parse_segment_name(&name).is_some_and(|n| n < log_number) {
+            let path = shared.dir.join(&name);
+            if let Err(e) = shared.fs.remove(&path) {
+                shared.obsolete_delete_failed(&path, &e);
+            }
         }
     }
 }

@@ -172,6 +172,19 @@ impl Shared {
             .clone()
     }
 
+    /// A file the database no longer needs (a WAL segment, a replaced
+    /// table, an unused spare segment) could not be removed: nothing is
+    /// lost (the next open removes what no manifest names), so it is
+    /// counted in `db.obsolete_delete_errors` and said on stderr, and the
+    /// database goes on.
+    pub(crate) fn obsolete_delete_failed(&self, what: &Path, e: &Error) {
+        self.metrics.obsolete_delete_errors.inc();
+        eprintln!(
+            "cityhall: warning: cannot remove {} (no longer needed; the next open retries): {e}",
+            what.display()
+        );
+    }
+
     /// Records the first failure; later writes are refused with it.
     pub(crate) fn poison(&self, e: &Error) {
         let mut p = self.poison.lock().unwrap_or_else(|p| p.into_inner());
