@@ -18,84 +18,8 @@ use cityhall::protocol::{
     decode_frame, ClientHello, Decoded, ErrorCode, Limits, Request, Response, PROTOCOL_VERSION,
 };
 
+use server_support::raw::Raw;
 use server_support::Server;
-
-/// A raw connection that reads frames with the protocol decoder.
-struct Raw {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    fn connect(addr: &str) -> Raw {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Raw { s, buf: Vec::new() }
-    }
-
-    /// Connects and completes the handshake.
-    fn hello(addr: &str) -> Raw {
-        let mut r = Raw::connect(addr);
-        r.send(&Request::Hello(ClientHello {
-            version: PROTOCOL_VERSION,
-            token: b"",
-        }));
-        assert!(matches!(r.recv(), Some(Response::Hello(_))));
-        r
-    }
-
-    fn send(&mut self, req: &Request<'_>) {
-        let mut out = Vec::new();
-        req.encode(&mut out);
-        self.s.write_all(&out).unwrap();
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // The server may already have closed; that is what some tests expect.
-        let _ = self.s.write_all(bytes);
-    }
-
-    /// The next response, or `None` at end of stream.
-    fn recv(&mut self) -> Option<Response> {
-        let limits = Limits::default();
-        loop {
-            match decode_frame(&self.buf, limits.frame_size_bytes_max) {
-                Decoded::Frame(f) => {
-                    let resp = Response::decode(f, &limits).unwrap();
-                    let n = f.consumed;
-                    self.buf.drain(..n);
-                    return Some(resp);
-                }
-                Decoded::NeedMore { .. } => {}
-                Decoded::Error { error, .. } => panic!("server sent a bad frame: {error}"),
-            }
-            let mut chunk = [0u8; 4096];
-            match self.s.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-                Err(e) => panic!("read failed: {e}"),
-            }
-        }
-    }
-
-    /// Expects an ERROR with `code`; returns it.
-    fn expect_error(&mut self, code: ErrorCode) -> cityhall::protocol::ErrorResponse {
-        match self.recv() {
-            Some(Response::Error(e)) => {
-                assert_eq!(e.error_code(), Some(code), "{e}");
-                assert_eq!(e.closing, code.is_closing(), "{e}");
-                e
-            }
-            other => panic!("expected {code} error, got {other:?}"),
-        }
-    }
-
-    /// Expects the server to close the connection.
-    fn expect_closed(&mut self) {
-        assert_eq!(self.recv(), None, "connection should be closed");
-    }
-}
 
 fn still_serves(server: &Server) {
     let mut c = server.client();

@@ -8,89 +8,12 @@
 
 mod server_support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
-use cityhall::protocol::frame::{begin_frame, end_frame};
 use cityhall::protocol::ts::{TsRequest, TsResponse, TsSeriesPoints, TS_RANGE_POINTS_MAX};
-use cityhall::protocol::{
-    decode_frame, ClientHello, Decoded, ErrorCode, Limits, Request, Response, PROTOCOL_VERSION,
-};
+use cityhall::protocol::{ErrorCode, Request, Response};
 use cityhall::ts::{Point, RangeQuery, SeriesKey};
 
+use server_support::raw::Raw;
 use server_support::Server;
-
-struct Raw {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    fn hello(addr: &str) -> Raw {
-        let s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        let mut r = Raw { s, buf: Vec::new() };
-        r.send(&Request::Hello(ClientHello {
-            version: PROTOCOL_VERSION,
-            token: b"",
-        }));
-        assert!(matches!(r.recv(), Some(Response::Hello(_))));
-        r
-    }
-
-    fn send(&mut self, req: &Request<'_>) {
-        let mut out = Vec::new();
-        req.encode(&mut out);
-        self.s.write_all(&out).unwrap();
-    }
-
-    fn frame(&mut self, op: u8, body: &[u8]) {
-        let mut f = Vec::new();
-        let start = begin_frame(&mut f, op);
-        f.extend_from_slice(body);
-        end_frame(&mut f, start);
-        self.s.write_all(&f).unwrap();
-    }
-
-    fn recv(&mut self) -> Option<Response> {
-        let limits = Limits::default();
-        loop {
-            match decode_frame(&self.buf, limits.frame_size_bytes_max) {
-                Decoded::Frame(f) => {
-                    let resp = Response::decode(f, &limits).unwrap();
-                    let n = f.consumed;
-                    self.buf.drain(..n);
-                    return Some(resp);
-                }
-                Decoded::NeedMore { .. } => {}
-                Decoded::Error { error, .. } => panic!("server sent a bad frame: {error}"),
-            }
-            let mut chunk = [0u8; 4096];
-            match self.s.read(&mut chunk) {
-                Ok(0) => return None,
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) => panic!("read failed: {e}"),
-            }
-        }
-    }
-
-    fn expect_error(&mut self, code: ErrorCode, says: &str) {
-        match self.recv() {
-            Some(Response::Error(e)) => {
-                assert_eq!(e.error_code(), Some(code), "{e}");
-                assert!(!e.closing, "{e}");
-                assert!(e.message.contains(says), "{e} should say {says:?}");
-            }
-            other => panic!("expected a {code} error, got {other:?}"),
-        }
-    }
-
-    fn ping(&mut self) {
-        self.send(&Request::Ping);
-        assert_eq!(self.recv(), Some(Response::Pong));
-    }
-}
 
 fn str16(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u16).to_le_bytes());
@@ -110,15 +33,15 @@ fn malformed_time_series_requests_get_named_errors() {
     // TS_ADD: a count over the bound, a count beyond the body, an empty
     // request, a name over the bound, a bad name, bad labels, NaN.
     r.frame(0x50, &1_000_000u32.to_le_bytes());
-    r.expect_error(ErrorCode::BatchTooLarge, "ts_add_series_max");
+    r.expect_error_saying(ErrorCode::BatchTooLarge, "ts_add_series_max");
     r.frame(0x50, &7u32.to_le_bytes());
-    r.expect_error(ErrorCode::MalformedBody, "cannot fit");
+    r.expect_error_saying(ErrorCode::MalformedBody, "cannot fit");
     r.frame(0x50, &0u32.to_le_bytes());
-    r.expect_error(ErrorCode::InvalidArgument, "no series");
+    r.expect_error_saying(ErrorCode::InvalidArgument, "no series");
     let mut b = 1u32.to_le_bytes().to_vec();
     str16(&mut b, &"x".repeat(1025));
     r.frame(0x50, &b);
-    r.expect_error(ErrorCode::KeyTooLarge, "ts_series_bytes_max");
+    r.expect_error_saying(ErrorCode::KeyTooLarge, "ts_series_bytes_max");
     for (name, says) in [
         ("", "series name"),
         ("cpu load", "not allowed"),
@@ -130,20 +53,20 @@ fn malformed_time_series_requests_get_named_errors() {
         str16(&mut b, name);
         b.extend_from_slice(&0u32.to_le_bytes());
         r.frame(0x50, &b);
-        r.expect_error(ErrorCode::InvalidArgument, says);
+        r.expect_error_saying(ErrorCode::InvalidArgument, says);
     }
     let mut b = 1u32.to_le_bytes().to_vec();
     str16(&mut b, "cpu");
     b.extend_from_slice(&1_000_000u32.to_le_bytes());
     r.frame(0x50, &b);
-    r.expect_error(ErrorCode::BatchTooLarge, "ts_add_points_max");
+    r.expect_error_saying(ErrorCode::BatchTooLarge, "ts_add_points_max");
     let mut b = 1u32.to_le_bytes().to_vec();
     str16(&mut b, "cpu");
     b.extend_from_slice(&2u32.to_le_bytes());
     b.extend_from_slice(&5i64.to_le_bytes());
     b.extend_from_slice(&1.0f64.to_bits().to_le_bytes());
     r.frame(0x50, &b);
-    r.expect_error(ErrorCode::MalformedBody, "cannot fit");
+    r.expect_error_saying(ErrorCode::MalformedBody, "cannot fit");
     for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
         r.send(&Request::Ts(TsRequest::Add(vec![
             TsSeriesPoints {
@@ -155,14 +78,14 @@ fn malformed_time_series_requests_get_named_errors() {
                 points: vec![Point { ts: 2, value: bad }],
             },
         ])));
-        r.expect_error(ErrorCode::InvalidArgument, "not a finite number");
+        r.expect_error_saying(ErrorCode::InvalidArgument, "not a finite number");
     }
     // Trailing bytes after a well-formed body.
     let mut b = Vec::new();
     str16(&mut b, "cpu");
     b.push(0);
     r.frame(0x52, &b);
-    r.expect_error(ErrorCode::MalformedBody, "trailing");
+    r.expect_error_saying(ErrorCode::MalformedBody, "trailing");
 
     // TS_RANGE: unknown aggregation, a limit of 0 or over the bound, from
     // after to, a bucket without an aggregation, a negative bucket.
@@ -177,30 +100,30 @@ fn malformed_time_series_requests_get_named_errors() {
         b
     };
     r.frame(0x51, &range(42, 0, 1, 0, 1));
-    r.expect_error(ErrorCode::MalformedBody, "unknown aggregation");
+    r.expect_error_saying(ErrorCode::MalformedBody, "unknown aggregation");
     r.frame(0x51, &range(0, 0, 1, 0, 0));
-    r.expect_error(ErrorCode::InvalidArgument, "limit 0");
+    r.expect_error_saying(ErrorCode::InvalidArgument, "limit 0");
     r.frame(0x51, &range(0, 0, 1, 0, TS_RANGE_POINTS_MAX as u32 + 1));
-    r.expect_error(ErrorCode::ScanLimitTooLarge, "exceeds");
+    r.expect_error_saying(ErrorCode::ScanLimitTooLarge, "exceeds");
     r.frame(0x51, &range(0, 5, 1, 0, 1));
-    r.expect_error(ErrorCode::InvalidArgument, "is after");
+    r.expect_error_saying(ErrorCode::InvalidArgument, "is after");
     r.frame(0x51, &range(0, 0, 1, 1000, 1));
-    r.expect_error(ErrorCode::InvalidArgument, "needs an aggregation");
+    r.expect_error_saying(ErrorCode::InvalidArgument, "needs an aggregation");
     r.frame(0x51, &range(1, 0, 1, -5, 1));
-    r.expect_error(ErrorCode::InvalidArgument, "negative");
+    r.expect_error_saying(ErrorCode::InvalidArgument, "negative");
 
     // TS_SERIES: too many matchers, a bad matcher op or label, limit 0.
     let mut b = Vec::new();
     str16(&mut b, "");
     b.push(200);
     r.frame(0x53, &b);
-    r.expect_error(ErrorCode::InvalidArgument, "ts_matchers_max");
+    r.expect_error_saying(ErrorCode::InvalidArgument, "ts_matchers_max");
     let mut b = Vec::new();
     str16(&mut b, "");
     b.push(1);
     b.push(9);
     r.frame(0x53, &b);
-    r.expect_error(ErrorCode::MalformedBody, "matcher op");
+    r.expect_error_saying(ErrorCode::MalformedBody, "matcher op");
     let mut b = Vec::new();
     str16(&mut b, "");
     b.push(1);
@@ -208,42 +131,42 @@ fn malformed_time_series_requests_get_named_errors() {
     str16(&mut b, "host");
     str16(&mut b, "a,b");
     r.frame(0x53, &b);
-    r.expect_error(ErrorCode::InvalidArgument, "not allowed");
+    r.expect_error_saying(ErrorCode::InvalidArgument, "not allowed");
     let mut b = Vec::new();
     str16(&mut b, "");
     b.push(0);
     str16(&mut b, "");
     b.extend_from_slice(&0u32.to_le_bytes());
     r.frame(0x53, &b);
-    r.expect_error(ErrorCode::InvalidArgument, "limit 0");
+    r.expect_error_saying(ErrorCode::InvalidArgument, "limit 0");
 
     // TS_DELETE, TS_RETENTION, TS_POLICY.
     let mut b = Vec::new();
     str16(&mut b, "cpu");
     b.push(3);
     r.frame(0x54, &b);
-    r.expect_error(ErrorCode::MalformedBody, "delete mode");
+    r.expect_error_saying(ErrorCode::MalformedBody, "delete mode");
     let mut b = Vec::new();
     str16(&mut b, "cpu");
     b.extend_from_slice(&(-7i64).to_le_bytes());
     r.frame(0x55, &b);
-    r.expect_error(ErrorCode::InvalidArgument, "retention -7");
+    r.expect_error_saying(ErrorCode::InvalidArgument, "retention -7");
     let mut b = Vec::new();
     str16(&mut b, "");
     b.extend_from_slice(&(-1i64).to_le_bytes());
     r.frame(0x55, &b);
-    r.expect_error(ErrorCode::InvalidArgument, "default retention");
+    r.expect_error_saying(ErrorCode::InvalidArgument, "default retention");
     let mut b = Vec::new();
     str16(&mut b, "cpu");
     b.push(77);
     r.frame(0x56, &b);
-    r.expect_error(ErrorCode::MalformedBody, "unknown policy");
+    r.expect_error_saying(ErrorCode::MalformedBody, "unknown policy");
 
     // Unassigned time-series opcodes stay reserved.
     r.frame(0x40, b"");
-    r.expect_error(ErrorCode::UnknownOpcode, "time series");
+    r.expect_error_saying(ErrorCode::UnknownOpcode, "time series");
     r.frame(0x5f, b"x");
-    r.expect_error(ErrorCode::UnknownOpcode, "time series");
+    r.expect_error_saying(ErrorCode::UnknownOpcode, "time series");
 
     // Nothing was stored by any of that; the connection still works.
     r.ping();

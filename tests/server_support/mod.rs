@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use cityhall::client::Client;
 
+pub mod raw;
+
 /// The `cityhall` binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_cityhall");
 
