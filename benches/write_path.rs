@@ -48,7 +48,17 @@ fn open_db(dir: &tempfile::TempDir, durability: Durability) -> Db {
     .unwrap()
 }
 
-fn report(db: &Db, what: &str, writers: usize, n: u64, elapsed: f64) {
+/// CPU seconds (user + system) this process has used so far, all threads.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the zeroed struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid pointer to an rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(ru.ru_utime) + secs(ru.ru_stime)
+}
+
+fn report(db: &Db, what: &str, writers: usize, n: u64, elapsed: f64, cpu: f64) {
     let m = db.metrics();
     let group = match m.get("wal.group_writes") {
         Some(cityhall::metrics::MetricValue::Histogram(h)) => h.mean,
@@ -60,8 +70,9 @@ fn report(db: &Db, what: &str, writers: usize, n: u64, elapsed: f64) {
     };
     println!(
         "{what:14} writers={writers:3}  {:>10.0} puts/s  ({n} puts in {elapsed:.1} s, \
-         {group:.1} writes/group, sync p50 {sync_p50} us)",
-        n as f64 / elapsed
+         {group:.1} writes/group, sync p50 {sync_p50} us, {:.1} us CPU a put)",
+        n as f64 / elapsed,
+        cpu * 1e6 / n.max(1) as f64
     );
 }
 
@@ -86,6 +97,7 @@ fn puts(writers: usize, durability: Durability, secs: f64) {
         })
         .collect();
     let start = Instant::now();
+    let cpu0 = cpu_seconds();
     std::thread::sleep(Duration::from_secs_f64(secs));
     stop.store(true, Ordering::Relaxed);
     for t in threads {
@@ -97,7 +109,7 @@ fn puts(writers: usize, durability: Durability, secs: f64) {
         Durability::Sync => "durable",
         Durability::Relaxed { .. } => "relaxed",
     };
-    report(&db, mode, writers, n, elapsed);
+    report(&db, mode, writers, n, elapsed, cpu_seconds() - cpu0);
     db.close().unwrap();
 }
 
@@ -130,6 +142,7 @@ fn async_puts(writers: usize, secs: f64) {
     let mut next = vec![1u64; writers];
     let mut inflight: Vec<_> = (0..writers).map(|t| Some(put(t, 0))).collect();
     let start = Instant::now();
+    let cpu0 = cpu_seconds();
     let deadline = start + Duration::from_secs_f64(secs);
     let mut n = 0u64;
     let mut outstanding = writers;
@@ -161,6 +174,7 @@ fn async_puts(writers: usize, secs: f64) {
         writers,
         n,
         start.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu0,
     );
     db.close().unwrap();
 }
