@@ -467,6 +467,11 @@ impl Memtable {
 
     /// The newest entry for `user_key` with sequence <= `snapshot`.
     pub fn get(&self, user_key: &[u8], snapshot: SeqNo) -> Option<(ValueKind, Vec<u8>)> {
+        // Every point read asks the active memtable first, which after an
+        // open or a flush is often empty: spare it the index's cache miss.
+        if self.is_empty() {
+            return None;
+        }
         if let Some(mut node) = self.index.find(user_key) {
             // The newest version, or null; older ones follow on level 0.
             while !node.is_null() {

@@ -25,18 +25,41 @@ use crate::sstable::filter::Filter;
 use crate::sstable::format::{unframe, BlockHandle, Footer, FOOTER_LEN};
 use crate::sstable::table_iter::TableIter;
 use crate::sstable::verify::{self, VerifyReport};
-use crate::types::{compare_internal_keys, split_internal_key, SeqNo, ValueKind, SEQ_MAX};
+use crate::types::{
+    compare_internal_keys, split_internal_key, user_key, SeqNo, ValueKind, SEQ_MAX,
+};
 
 /// The decoded index: for each data block, its last internal key and its
-/// handle. The keys lie back to back in one buffer so that the binary
-/// search of a point read touches two flat arrays, not one heap
-/// allocation per block.
+/// handle. The keys lie back to back in one buffer, and the binary search
+/// of a point read runs first over `words`: for each block, the eight
+/// bytes of its last user key that follow the prefix every key of the
+/// table shares (big-endian, zero-padded). That array is an eighth of the
+/// keys' size and dense, so the search's cache misses, which were a fifth
+/// of a cached point read, mostly go; whole keys are compared only among
+/// the blocks whose word equals the target's, usually one.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
     keys: Vec<u8>,
     /// `ends[i]` is where block `i`'s last key ends in `keys`.
     ends: Vec<u32>,
     handles: Vec<BlockHandle>,
+    /// Bytes at the start of every last user key that are the same for
+    /// all blocks.
+    common: usize,
+    words: Vec<u64>,
+}
+
+/// Eight bytes of `user_key` from `at` on, big-endian, zero-padded: a
+/// number that orders as the keys do (keys that agree on these bytes, or
+/// differ only in length, get the same word and are told apart by a full
+/// comparison).
+fn key_word(user_key: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    if let Some(rest) = user_key.get(at..) {
+        let n = rest.len().min(8);
+        w[..n].copy_from_slice(&rest[..n]);
+    }
+    u64::from_be_bytes(w)
 }
 
 impl Index {
@@ -65,7 +88,33 @@ impl Index {
 
     /// The first data block whose last key is >= `target` (`len()` if none).
     pub fn find(&self, target: &[u8]) -> usize {
-        let (mut lo, mut hi) = (0, self.len());
+        let n = self.len();
+        if n == 0 || self.words.len() != n {
+            return self.find_in(target, 0, n);
+        }
+        // The prefix every block's last user key starts with decides alone
+        // when the target's user key does not start with it too.
+        let first = user_key(self.last_key(0));
+        let common = &first[..self.common.min(first.len())];
+        let tu = user_key(target);
+        let head = &tu[..common.len().min(tu.len())];
+        // (A target shorter than the shared prefix compares Less or
+        // Greater here, never Equal.)
+        match head.cmp(common) {
+            Ordering::Less => return 0,
+            Ordering::Greater => return n,
+            Ordering::Equal => {}
+        }
+        let w = key_word(tu, common.len());
+        let lo = self.words.partition_point(|&x| x < w);
+        let hi = lo + self.words[lo..].partition_point(|&x| x == w);
+        self.find_in(target, lo, hi)
+    }
+
+    /// The first block in `[lo, hi)` whose last key is >= `target` (`hi`
+    /// if none), by comparing whole keys.
+    fn find_in(&self, target: &[u8], lo: usize, hi: usize) -> usize {
+        let (mut lo, mut hi) = (lo, hi);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if compare_internal_keys(self.last_key(mid), target) == Ordering::Less {
@@ -83,6 +132,21 @@ impl Index {
         self.ends.push(end);
         self.handles.push(handle);
         Ok(())
+    }
+
+    /// Builds the search words once every block is pushed. The keys are
+    /// in order, so the prefix all of them share is the one the first and
+    /// the last share.
+    fn finish(&mut self) {
+        let n = self.len();
+        if n == 0 {
+            return;
+        }
+        let (first, last) = (user_key(self.last_key(0)), user_key(self.last_key(n - 1)));
+        self.common = first.iter().zip(last).take_while(|(a, b)| a == b).count();
+        self.words = (0..n)
+            .map(|i| key_word(user_key(self.last_key(i)), self.common))
+            .collect();
     }
 }
 
@@ -314,6 +378,8 @@ fn decode_index(block: &Arc<Block>, footer: &Footer) -> Result<Index, String> {
         keys: Vec::new(),
         ends: Vec::with_capacity(block.entries()),
         handles: Vec::with_capacity(block.entries()),
+        common: 0,
+        words: Vec::new(),
     };
     let mut expect = 0u64;
     while it.valid() {
@@ -345,5 +411,78 @@ fn decode_index(block: &Arc<Block>, footer: &Footer) -> Result<Index, String> {
             entries.len()
         ));
     }
+    entries.finish();
     Ok(entries)
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+    use crate::types::internal_key;
+    use proptest::prelude::*;
+
+    fn index_of(keys: &[(Vec<u8>, u64)]) -> Index {
+        let mut idx = Index::default();
+        for (i, (k, seq)) in keys.iter().enumerate() {
+            let h = BlockHandle {
+                offset: i as u64,
+                size: 1,
+            };
+            idx.push(&internal_key(k, *seq, ValueKind::Put), h).unwrap();
+        }
+        idx.finish();
+        idx
+    }
+
+    /// Keys drawn from a small alphabet with shared prefixes, so that
+    /// common prefixes, equal words, zero bytes and prefix-of-another
+    /// keys all come up.
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop_oneof![
+                Just(b"".to_vec()),
+                Just(b"user:".to_vec()),
+                Just(b"user:00".to_vec())
+            ],
+            proptest::collection::vec(
+                prop_oneof![Just(0u8), Just(1), Just(b'a'), Just(0xff)],
+                0..12,
+            ),
+        )
+            .prop_map(|(mut p, t)| {
+                p.extend(t);
+                p
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn word_search_finds_what_a_plain_binary_search_finds(
+            mut keys in proptest::collection::vec((key(), 1u64..5), 1..60),
+            targets in proptest::collection::vec((key(), 0u64..6), 1..40),
+        ) {
+            keys.sort_by(|a, b| {
+                compare_internal_keys(
+                    &internal_key(&a.0, a.1, ValueKind::Put),
+                    &internal_key(&b.0, b.1, ValueKind::Put),
+                )
+            });
+            keys.dedup();
+            let idx = index_of(&keys);
+            // Every prefix of every key too: targets shorter than, equal to
+            // and just past the prefix the keys share.
+            let prefixes: Vec<(Vec<u8>, u64)> = keys
+                .iter()
+                .flat_map(|(k, _)| (0..=k.len()).map(move |j| (k[..j].to_vec(), 3)))
+                .collect();
+            for (t, seq) in targets.iter().chain(keys.iter()).chain(prefixes.iter()) {
+                let target = internal_key(t, *seq, ValueKind::Put);
+                prop_assert_eq!(
+                    idx.find(&target),
+                    idx.find_in(&target, 0, idx.len()),
+                    "target {:?}@{}", t, seq
+                );
+            }
+        }
+    }
 }
