@@ -66,8 +66,12 @@ pub struct Client {
     transport: Transport,
     addr: String,
     limits: Limits,
+    /// Read buffer: answers not yet decoded are `rbuf[rpos..rend]`; the
+    /// bytes past `rend` are room for the next read (zeroed once, when
+    /// the buffer grows, not before every read).
     rbuf: Vec<u8>,
     rpos: usize,
+    rend: usize,
     wbuf: Vec<u8>,
     in_flight: usize,
 }
@@ -94,6 +98,7 @@ impl Client {
             },
             rbuf: Vec::new(),
             rpos: 0,
+            rend: 0,
             wbuf: Vec::new(),
             in_flight: 0,
         };
@@ -177,7 +182,7 @@ impl Client {
     pub fn recv(&mut self) -> Result<Response> {
         self.flush()?;
         loop {
-            let available = self.rbuf.get(self.rpos..).unwrap_or_default();
+            let available = self.rbuf.get(self.rpos..self.rend).unwrap_or_default();
             let want = match decode_frame(available, self.limits.frame_size_bytes_max) {
                 Decoded::Frame(f) => {
                     let resp = Response::decode(f, &self.limits);
@@ -203,12 +208,15 @@ impl Client {
     /// when that is known.
     fn fill(&mut self, frame_len: usize) -> Result<()> {
         if self.rpos > 0 {
-            self.rbuf.drain(..self.rpos);
+            self.rbuf.copy_within(self.rpos..self.rend, 0);
+            self.rend -= self.rpos;
             self.rpos = 0;
         }
-        let have = self.rbuf.len();
-        let grow = frame_len.saturating_sub(have).max(READ_CHUNK_BYTES);
-        self.rbuf.resize(have + grow, 0);
+        let have = self.rend;
+        let room = frame_len.saturating_sub(have).max(READ_CHUNK_BYTES);
+        if self.rbuf.len() < have + room {
+            self.rbuf.resize(have + room, 0);
+        }
         let res = loop {
             match self.transport.read(&mut self.rbuf[have..]) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -217,12 +225,9 @@ impl Client {
         };
         let n = match res {
             Ok(n) => n,
-            Err(source) => {
-                self.rbuf.truncate(have);
-                return Err(io_err("read from", &self.addr, source));
-            }
+            Err(source) => return Err(io_err("read from", &self.addr, source)),
         };
-        self.rbuf.truncate(have + n);
+        self.rend = have + n;
         if n == 0 {
             return Err(io_err(
                 "read from",
