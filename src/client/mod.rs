@@ -178,6 +178,22 @@ impl Client {
         res.map_err(|source| io_err("write to", &self.addr, source))
     }
 
+    /// Whether a whole answer is already read and waiting to be decoded,
+    /// so that [`Client::recv`] needs no read from the socket.
+    pub fn has_buffered_answer(&self) -> bool {
+        let available = self.rbuf.get(self.rpos..self.rend).unwrap_or_default();
+        matches!(
+            decode_frame(available, self.limits.frame_size_bytes_max),
+            Decoded::Frame(_)
+        )
+    }
+
+    /// The socket's file descriptor, for a caller that waits on many
+    /// connections at once (epoll); reads and writes stay with the client.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.transport.raw_fd()
+    }
+
     /// Flushes, then reads the answer to the oldest unanswered request.
     pub fn recv(&mut self) -> Result<Response> {
         self.flush()?;

@@ -21,6 +21,15 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// The socket's file descriptor.
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            Transport::Tcp(s) => s.as_raw_fd(),
+            Transport::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
     /// Connects to `addr`, trying every address a host name resolves to,
     /// each for at most `timeout`.
     pub fn connect(addr: &str, timeout: Duration) -> Result<Transport> {

@@ -25,6 +25,7 @@
 
 mod cli;
 mod keys;
+mod poller;
 mod recorder;
 mod report;
 mod rng;

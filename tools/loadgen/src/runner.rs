@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::{Config, Workload};
 use crate::keys::{KeyChooser, KeyFormat, ValuePool};
+use crate::poller::Poller;
 use crate::recorder::Recorder;
 use crate::rng::Rng;
 use crate::session::{Outcome, Req, Session};
@@ -244,6 +245,14 @@ fn multiplexed(
             Worker::new(ctx, session, Rng::new(ctx.cfg.seed, stream))
         })
         .collect();
+    // Over sockets, wait on all of them at once (embedded sessions have
+    // none and answer in turn).
+    let fds: Option<Vec<_>> = workers.iter().map(|w| w.session.raw_fd()).collect();
+    let mut poller = match fds {
+        Some(fds) if workers.len() > 1 => Some(Poller::new(&fds)?),
+        _ => None,
+    };
+    let mut ready = Vec::new();
     loop {
         let now = Instant::now();
         let mut sent = false;
@@ -263,9 +272,14 @@ fn multiplexed(
         if !sent {
             break;
         }
-        for w in &mut workers {
-            while !w.inflight.is_empty() {
-                w.recv_one()?;
+        match &mut poller {
+            Some(p) => receive_ready(p, &mut workers, &mut ready)?,
+            None => {
+                for w in &mut workers {
+                    while !w.inflight.is_empty() {
+                        w.recv_one()?;
+                    }
+                }
             }
         }
     }
@@ -278,6 +292,45 @@ fn multiplexed(
         check: None,
         finished: Instant::now(),
     })
+}
+
+/// How long the load generator waits for any answer before it gives up.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Reads every answer in flight, connection by connection as they become
+/// readable: one read from a readable socket, then whatever whole answers
+/// it brought, then back to waiting.
+fn receive_ready(
+    poller: &mut Poller,
+    workers: &mut [Worker<'_>],
+    ready: &mut Vec<usize>,
+) -> Result<(), String> {
+    let mut waiting = workers.iter().filter(|w| !w.inflight.is_empty()).count();
+    while waiting > 0 {
+        poller.wait(ANSWER_TIMEOUT, ready)?;
+        if ready.is_empty() {
+            return Err(format!(
+                "no answer from the server in {} s ({waiting} connections waiting)",
+                ANSWER_TIMEOUT.as_secs()
+            ));
+        }
+        for &i in ready.iter() {
+            let Some(w) = workers.get_mut(i) else {
+                continue;
+            };
+            if w.inflight.is_empty() {
+                continue;
+            }
+            w.recv_one()?;
+            while !w.inflight.is_empty() && w.session.has_buffered_answer() {
+                w.recv_one()?;
+            }
+            if w.inflight.is_empty() {
+                waiting -= 1;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A benchmark connection's loop state.

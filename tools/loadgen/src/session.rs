@@ -68,6 +68,14 @@ pub trait Session {
     fn flush(&mut self) -> Result<(), String>;
     /// The answer to the oldest unanswered request.
     fn recv(&mut self) -> Result<Outcome, String>;
+    /// The socket to wait on for answers, if there is one.
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+    /// Whether `recv` can answer without reading from the socket.
+    fn has_buffered_answer(&self) -> bool {
+        false
+    }
 }
 
 /// A session over TCP.
@@ -119,6 +127,14 @@ impl Session for Remote {
             Response::Error(e) => Err(server_error(e).to_string()),
             other => Err(format!("unexpected answer from the server: {other:?}")),
         }
+    }
+
+    fn raw_fd(&self) -> Option<std::os::fd::RawFd> {
+        Some(self.client.raw_fd())
+    }
+
+    fn has_buffered_answer(&self) -> bool {
+        self.client.has_buffered_answer()
     }
 }
 

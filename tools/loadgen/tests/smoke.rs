@@ -264,3 +264,37 @@ fn smoke_against_a_server() {
     assert_eq!(lines[0]["options"]["connections"], 4);
     assert_eq!(lines[0]["options"]["pipeline"], 8);
 }
+
+/// Several connections per client thread (the epoll loop): every answer
+/// is read and counted, pipelined or not.
+#[test]
+fn multiplexed_connections_against_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path());
+    for pipeline in ["1", "8"] {
+        let out = loadgen(&[
+            "--workload",
+            "fillseq,readrandom,readmissing",
+            "--addr",
+            &server.addr,
+            "--num",
+            "3000",
+            "--connections",
+            "6",
+            "--client-threads",
+            "2",
+            "--pipeline",
+            pipeline,
+            "--seed",
+            "3",
+        ]);
+        let lines = json_lines(&out);
+        assert_eq!(lines.len(), 3);
+        for v in &lines {
+            assert_eq!(v["ops"], 3000, "{v}");
+            assert_eq!(v["options"]["client_threads"], 2, "{v}");
+        }
+        assert_eq!(lines[1]["found"], 3000, "pipeline {pipeline}");
+        assert_eq!(lines[2]["not_found"], 3000, "pipeline {pipeline}");
+    }
+}
