@@ -82,6 +82,8 @@ pub struct LogState {
     /// The current group failed before any of it reached the log, for want
     /// of space for a new segment: refuse it without poisoning.
     refused: bool,
+    /// Writes in the last group committed.
+    last_group_writes: usize,
 }
 
 impl LogState {
@@ -94,6 +96,7 @@ impl LogState {
             last_sync: Instant::now(),
             group: Vec::new(),
             refused: false,
+            last_group_writes: 0,
         }
     }
 
@@ -170,9 +173,34 @@ fn lead(shared: &Shared, own: Option<&Completion>) {
             }
             return;
         }
+        let expect = state.last_group_writes;
+        if expect > 1 && q.pending.len() < expect && shared.opts.durability == Durability::Sync {
+            drop(q);
+            gather(shared, expect);
+            q = shared.lock_queue();
+        }
         take_group(shared, &mut q, &mut state.group);
         drop(q);
         commit_group(shared, &mut state);
+    }
+}
+
+/// Longest a leader waits for the writers of the last group to come back.
+const GATHER_MAX: Duration = Duration::from_micros(50);
+
+/// Waits (yielding the CPU) until `expect` writes are queued or
+/// [`GATHER_MAX`] has passed. The writers a group completes need a moment
+/// to be woken and to queue their next write; a leader that starts the
+/// next group at once takes the first of them alone, and the writers split
+/// into two cohorts that sync in turn, each paying a whole sync for half
+/// the writes.
+fn gather(shared: &Shared, expect: usize) {
+    let deadline = Instant::now() + GATHER_MAX;
+    loop {
+        std::thread::yield_now();
+        if shared.lock_queue().pending.len() >= expect || Instant::now() >= deadline {
+            return;
+        }
     }
 }
 
@@ -254,6 +282,7 @@ fn commit_group(shared: &Shared, state: &mut LogState) {
     let group = std::mem::take(&mut state.group);
     match result {
         Ok(()) => {
+            state.last_group_writes = group.len();
             m.wal_groups.inc();
             m.wal_group_writes.record(group.len() as u64);
             for w in &group {
