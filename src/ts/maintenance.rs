@@ -1,24 +1,33 @@
-//! The maintenance thread: the only writer of chunks. It seals full heads
-//! into chunks, deletes ranges and series, and applies retention.
+//! The maintenance thread: the only writer of chunks and the only one
+//! that deletes log records. It seals heads into chunks, deletes ranges
+//! and series, applies retention, and trims the log.
 //!
 //! Because one thread does all of it, one operation at a time, and waits
 //! for each write to be durable before the next, a chunk it reads from the
 //! engine is always the newest version: read-modify-write of a chunk needs
 //! no lock held across the engine's IO. Writers on other threads only ever
-//! add head keys and catalog records; the state mutex orders their changes
-//! to the heads with the sealer's (see [`super::state`]).
+//! add log records and catalog records; the state mutex orders their
+//! changes to the heads with the sealer's (see [`super::state`]).
 //!
-//! A seal, for each series taken: copy the head (under the mutex); for each
-//! chunk window the head touches, read the window's chunks from the one
-//! the head's first point falls in onward, merge the head into them (the
-//! head wins a tie), cut the result into chunks of at most
-//! `chunk_points_max` points, and stage puts of the chunks that changed and
-//! deletes of those that went; then, under the mutex again, drop from the
-//! head exactly the points sealed (a point rewritten meanwhile stays in the
-//! head, whose value wins on reads until the next seal), add deletes of
-//! their head keys and the new catalog record, and enqueue one batch for
-//! every series of the round. Until that batch is durable the sealed points
-//! stay visible to writers in `Series::sealing`.
+//! A seal, for each series taken: copy the points to seal (under the
+//! mutex): the closed windows' points of a head that spans two windows,
+//! else the whole head; for each chunk window they touch, read the
+//! window's chunks from the one the first point falls in onward, merge the
+//! points into them (the head wins a tie), cut the result into chunks of
+//! at most `chunk_points_max` points, and stage puts of the chunks that
+//! changed and deletes of those that went; then, under the mutex again,
+//! drop from the head exactly the points sealed (a point rewritten
+//! meanwhile stays in the head, whose value wins on reads until the next
+//! seal), put the series' catalog record with its new watermark (every
+//! point of the series from log records up to it is now in chunks: the
+//! sequence before the oldest point left in the head, or the newest record
+//! of the series if none is left), and enqueue one batch for every series
+//! of the round. Until that batch is durable the sealed points stay
+//! visible to writers and readers in `Series::sealing`. Once it is, the
+//! log records no head needs any more are deleted in a second batch
+//! ([`trim_log`]): that order (seal durable, then delete) is what makes a
+//! crash between the two harmless — recovery skips, per series, the
+//! records its watermark covers.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,7 +38,7 @@ use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 
 use super::chunk;
-use super::keys;
+use super::keys::{self, SeriesRecord};
 use super::series::SeriesKey;
 use super::state::for_each;
 use super::write::{self, chunk_corruption};
@@ -142,7 +151,7 @@ pub(crate) fn run(core: &Core) {
                 if let Some(job) = st.jobs.pop_front() {
                     break Task::Job(job);
                 }
-                if !st.to_seal.is_empty() {
+                if !st.to_seal.is_empty() || !st.to_seal_full.is_empty() {
                     break Task::Seal;
                 }
                 let now = Instant::now();
@@ -159,22 +168,34 @@ pub(crate) fn run(core: &Core) {
         };
         match task {
             Task::Seal => {
-                let ids: Vec<u64> = {
+                let (ids, full): (Vec<u64>, bool) = {
                     let mut guard = core.lock();
                     let st = &mut *guard;
+                    let full = !st.to_seal_full.is_empty();
                     let mut ids = Vec::new();
                     let mut points = 0;
                     while ids.len() < SEAL_SERIES_PER_ROUND && points < SEAL_POINTS_PER_ROUND {
-                        let Some(id) = st.to_seal.pop_first() else {
+                        let next = if full {
+                            st.to_seal_full.pop_first()
+                        } else {
+                            st.to_seal.pop_first()
+                        };
+                        let Some(id) = next else {
                             break;
                         };
                         points += st.series.get(&id).map_or(0, |s| s.head.len());
                         ids.push(id);
                     }
-                    ids
+                    (ids, full)
                 };
-                if let Err(e) = seal(core, &ids) {
+                if let Err(e) = seal(core, &ids, full).and_then(|()| trim_log(core)) {
                     core.report("seal", &e);
+                }
+                if full {
+                    let mut st = core.lock();
+                    if st.to_seal_full.is_empty() {
+                        st.budget_forced = false;
+                    }
                 }
             }
             Task::Sweep => {
@@ -182,7 +203,12 @@ pub(crate) fn run(core: &Core) {
                     core.report("retention", &e);
                 }
             }
-            Task::Job(job) => run_job(core, job),
+            Task::Job(job) => {
+                run_job(core, job);
+                if let Err(e) = trim_log(core) {
+                    core.report("log trim", &e);
+                }
+            }
         }
     }
 }
@@ -214,7 +240,9 @@ fn run_job(core: &Core, job: Job) {
             range: None,
             reply,
         } => {
-            let r = delete_series(core, id).and_then(|()| purge_chunks(core, id));
+            let r = delete_series(core, id)
+                .and_then(|()| purge_chunks(core, id))
+                .and_then(|()| trim_log(core));
             let _ = reply.send(r);
         }
         Job::PurgeChunks { id } => {
@@ -261,7 +289,7 @@ fn run_job(core: &Core, job: Job) {
                 points += n;
                 let last = i + 1 == heads.len();
                 if last || round.len() >= SEAL_SERIES_PER_ROUND || points >= SEAL_POINTS_PER_ROUND {
-                    r = r.and(seal(core, &round));
+                    r = r.and_then(|()| seal(core, &round, true));
                     round.clear();
                     points = 0;
                 }
@@ -298,14 +326,26 @@ struct SealPart {
     chunk_points: u64,
 }
 
-/// Seals the heads of `ids` in one batch and waits until it is durable.
-fn seal(core: &Core, ids: &[u64]) -> Result<()> {
+/// Seals the heads of `ids` in one batch and waits until it is durable:
+/// whole (`full`, or a head at `head_points_max`), else the points of the
+/// windows before the newest point's.
+fn seal(core: &Core, ids: &[u64], full: bool) -> Result<()> {
+    let opts = &core.opts;
     let work: Vec<(u64, String, Vec<Point>)> = {
         let st = core.lock();
         ids.iter()
             .filter_map(|id| st.series.get(id))
             .filter(|s| !s.head.is_empty() && !s.seal_failed)
-            .map(|s| (s.id, s.canonical.clone(), s.head.clone()))
+            .filter_map(|s| {
+                let take = if full || s.head.len() >= opts.head_points_max {
+                    s.head.len()
+                } else {
+                    let open = s.head.last().map_or(i64::MIN, |p| opts.window_start(p.ts));
+                    s.head.partition_point(|p| opts.window_start(p.ts) < open)
+                };
+                let points = s.head.get(..take).unwrap_or_default();
+                (!points.is_empty()).then(|| (s.id, s.canonical.clone(), points.to_vec()))
+            })
             .collect()
     };
     let mut parts = Vec::with_capacity(work.len());
@@ -328,14 +368,18 @@ fn seal(core: &Core, ids: &[u64]) -> Result<()> {
             }
         }
         let mut batch = WriteBatch::new();
-        let mut sealed: Vec<(u64, Vec<Point>, Option<i64>)> = Vec::with_capacity(parts.len());
+        let mut sealed: Vec<(u64, Vec<Point>, SeriesRecord)> = Vec::with_capacity(parts.len());
         for part in parts {
             let Some(s) = st.series.get(&part.id) else {
                 continue;
             };
             let same = unchanged_points(&s.head, &part.head);
-            for p in &same {
-                batch.delete(keys::id_ts_key(keys::POINT_PREFIX, part.id, p.ts));
+            // The oldest log record a point left in the head comes from.
+            let mut left = u64::MAX;
+            for (p, &seq) in s.head.iter().zip(&s.head_seqs) {
+                if same.binary_search_by_key(&p.ts, |q| q.ts).is_err() {
+                    left = left.min(seq);
+                }
             }
             let mut record = s.record.clone();
             record.sealed_max_ts = Some(
@@ -343,24 +387,44 @@ fn seal(core: &Core, ids: &[u64]) -> Result<()> {
                     .sealed_max_ts
                     .map_or(part.max_ts, |m| m.max(part.max_ts)),
             );
+            let watermark = if left == u64::MAX {
+                s.last_seq
+            } else {
+                left - 1
+            };
+            record.log_sealed = record.log_sealed.max(watermark);
             batch.put(keys::id_key(keys::META_PREFIX, part.id), record.encode());
             apply_ops(&mut batch, part.ops);
             core.metrics.chunks_written.add(part.chunks);
             core.metrics.chunk_bytes_written.add(part.chunk_bytes);
             core.metrics.chunk_points_written.add(part.chunk_points);
-            sealed.push((part.id, same, record.sealed_max_ts));
+            sealed.push((part.id, same, record));
         }
         let future = enqueue(&core.db, batch)?;
         core.metrics.seals.inc();
-        for (id, same, sealed_max) in sealed {
+        for (id, same, record) in sealed {
             let Some(s) = st.series.get_mut(&id) else {
                 continue;
             };
-            s.head
-                .retain(|p| same.binary_search_by_key(&p.ts, |q| q.ts).is_err());
+            let mut head = Vec::with_capacity(s.head.len().saturating_sub(same.len()));
+            let mut seqs = Vec::with_capacity(head.capacity());
+            let mut sealing_seqs = Vec::with_capacity(same.len());
+            for (p, &seq) in s.head.iter().zip(&s.head_seqs) {
+                if same.binary_search_by_key(&p.ts, |q| q.ts).is_ok() {
+                    sealing_seqs.push(seq);
+                } else {
+                    head.push(*p);
+                    seqs.push(seq);
+                }
+            }
+            s.first_seq = seqs.iter().copied().min().unwrap_or(0);
+            s.head = head;
+            s.head_seqs = seqs;
             st.head_points = st.head_points.saturating_sub(same.len());
             s.sealing = same;
-            s.record.sealed_max_ts = sealed_max;
+            s.sealing_seqs = sealing_seqs;
+            s.record = record;
+            st.repin(id);
         }
         future
     };
@@ -372,11 +436,32 @@ fn seal(core: &Core, ids: &[u64]) -> Result<()> {
             continue;
         };
         s.sealing.clear();
+        s.sealing_seqs.clear();
         if s.needs_seal(&core.opts) {
             st.to_seal.insert(*id);
         }
     }
     result
+}
+
+/// Deletes the log records no head needs any more and every read sees,
+/// in one batch, and waits until that is durable.
+pub(crate) fn trim_log(core: &Core) -> Result<()> {
+    let future = {
+        let mut st = core.lock();
+        st.confirm(&core.db.snapshot())?;
+        let dead = st.take_dead_logs();
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        for seq in &dead {
+            batch.delete(keys::log_key(*seq));
+        }
+        core.metrics.log_records_deleted.add(dead.len() as u64);
+        enqueue(&core.db, batch)?
+    };
+    future.wait()
 }
 
 /// The points of `snapshot` that `head` still holds with the same value
@@ -492,6 +577,7 @@ fn delete_range(core: &Core, id: u64, from: i64, to: i64) -> Result<()> {
     let Some(name) = series_name(core, id) else {
         return Ok(());
     };
+    seal_whole(core, id, &name, "deleted")?;
     {
         let mut st = core.lock();
         if let Some(s) = st.series.get_mut(&id) {
@@ -536,27 +622,24 @@ fn delete_range_inner(core: &Core, id: u64, name: &str, from: i64, to: i64) -> R
         }
         Ok(true)
     })?;
-    let future = {
-        let mut guard = core.lock();
-        let st = &mut *guard;
-        let Some(s) = st.series.get_mut(&id) else {
-            return write_now(core, &mut batch);
-        };
-        let gone: Vec<Point> = s
-            .head
-            .iter()
-            .filter(|p| from <= p.ts && p.ts <= to)
-            .copied()
-            .collect();
-        for p in &gone {
-            batch.delete(keys::id_ts_key(keys::POINT_PREFIX, id, p.ts));
-        }
-        let f = enqueue(&core.db, batch)?;
-        s.head.retain(|p| p.ts < from || p.ts > to);
-        st.head_points = st.head_points.saturating_sub(gone.len());
-        f
-    };
-    future.wait()
+    // The head's points in the range were sealed before; points added
+    // since came after the delete was asked for, and stay.
+    write_now(core, &mut batch)
+}
+
+/// Seals the whole head of `id`, so that its points are in chunks and its
+/// watermark covers every log record so far (what a delete or a retention
+/// sweep needs before it changes chunks: replaying the log must not bring
+/// the points back).
+fn seal_whole(core: &Core, id: u64, name: &str, what: &str) -> Result<()> {
+    seal(core, &[id], true)?;
+    let st = core.lock();
+    match st.series.get(&id) {
+        Some(s) if s.seal_failed => Err(Error::InvalidArgument(format!(
+            "series {name}: its points cannot be sealed into chunks (a damaged chunk, reported in the log), so none can be {what}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Removes a series from the catalog with its head, leaving a marker
@@ -571,11 +654,12 @@ fn delete_series(core: &Core, id: u64) -> Result<()> {
         let mut batch = WriteBatch::new();
         batch.delete(keys::name_key(&s.canonical));
         batch.delete(keys::id_key(keys::META_PREFIX, id));
-        for p in &s.head {
-            batch.delete(keys::id_ts_key(keys::POINT_PREFIX, id, p.ts));
-        }
         batch.put(keys::id_key(keys::DELETING_PREFIX, id), Vec::new());
         let f = enqueue(&core.db, batch)?;
+        // Its log records hold points of an id no catalog record names
+        // any more: recovery skips them, and they go with the next trim.
+        st.unpin(id);
+        st.to_seal_full.remove(&id);
         if let Some(s) = st.series.remove(&id) {
             st.by_name.remove(&s.canonical);
             st.head_points = st.head_points.saturating_sub(s.head.len());
@@ -604,20 +688,32 @@ fn purge_chunks(core: &Core, id: u64) -> Result<()> {
 
 /// Drops, for every series with a retention, the chunk windows that
 /// ended before `now_ms - retention` (whole chunks, found by their keys
-/// alone) and the head points in them.
+/// alone); a head holding points in them is sealed first.
 fn sweep(core: &Core, now_ms: i64) -> Result<()> {
-    let targets: Vec<(u64, i64)> = {
+    let targets: Vec<(u64, i64, bool)> = {
         let st = core.lock();
         st.series
             .values()
             .filter_map(|s| {
                 let r = s.retention_ms(st.default_retention_ms);
-                (r > 0).then(|| (s.id, core.opts.window_start(now_ms.saturating_sub(r))))
+                (r > 0).then(|| {
+                    let cutoff = core.opts.window_start(now_ms.saturating_sub(r));
+                    let old_head = s.head.first().is_some_and(|p| p.ts < cutoff);
+                    (s.id, cutoff, old_head)
+                })
             })
             .collect()
     };
+    for &(id, _, old_head) in &targets {
+        if old_head {
+            let name = series_name(core, id).unwrap_or_default();
+            if let Err(e) = seal_whole(core, id, &name, "dropped by retention") {
+                core.report("retention", &e);
+            }
+        }
+    }
     let mut batch = WriteBatch::new();
-    for &(id, cutoff) in &targets {
+    for &(id, cutoff, _) in &targets {
         let start = keys::id_key(keys::CHUNK_PREFIX, id);
         let end = keys::id_ts_key(keys::CHUNK_PREFIX, id, cutoff);
         for_each(&core.db, &start, &end, |k, _| {
@@ -629,32 +725,7 @@ fn sweep(core: &Core, now_ms: i64) -> Result<()> {
             Ok(true)
         })?;
     }
-    let future = {
-        let mut guard = core.lock();
-        let st = &mut *guard;
-        let mut drops: Vec<(u64, i64, usize)> = Vec::new();
-        for &(id, cutoff) in &targets {
-            let Some(s) = st.series.get(&id) else {
-                continue;
-            };
-            let old = s.head.partition_point(|p| p.ts < cutoff);
-            for p in s.head.iter().take(old) {
-                batch.delete(keys::id_ts_key(keys::POINT_PREFIX, id, p.ts));
-            }
-            if old > 0 {
-                drops.push((id, cutoff, old));
-            }
-        }
-        let f = enqueue(&core.db, std::mem::take(&mut batch))?;
-        for (id, _, n) in drops {
-            if let Some(s) = st.series.get_mut(&id) {
-                s.head.drain(..n.min(s.head.len()));
-            }
-            st.head_points = st.head_points.saturating_sub(n);
-        }
-        f
-    };
-    future.wait()
+    write_now(core, &mut batch)
 }
 
 #[cfg(test)]

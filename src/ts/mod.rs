@@ -114,6 +114,7 @@ pub mod bits;
 pub mod chunk;
 pub mod keys;
 pub mod line_protocol;
+mod log;
 mod maintenance;
 pub mod options;
 mod query;
@@ -290,6 +291,7 @@ pub(crate) struct TsMetrics {
     pub chunk_points_written: Counter,
     pub chunks_dropped_by_retention: Counter,
     pub maintenance_errors: Counter,
+    pub log_records_deleted: Counter,
 }
 
 /// State shared by the handles and the maintenance thread.
@@ -592,12 +594,20 @@ impl TimeSeries {
     pub fn report(&self, out: &mut MetricsSnapshot) {
         let c = self.core();
         let m = &c.metrics;
-        let (series, head_points) = {
+        let (series, head_points, log_records, log_bytes) = {
             let st = c.lock();
-            (st.series.len(), st.head_points)
+            (
+                st.series.len(),
+                st.head_points,
+                st.log_live.len(),
+                st.log_live_bytes,
+            )
         };
         out.gauge("ts.series", series as f64);
         out.gauge("ts.head_points", head_points as f64);
+        out.gauge("ts.log_records", log_records as f64);
+        out.gauge("ts.log_bytes", log_bytes as f64);
+        out.counter("ts.log_records_deleted", m.log_records_deleted.get());
         out.counter("ts.points_written", m.points_written.get());
         out.counter("ts.series_created", m.series_created.get());
         out.counter("ts.seals", m.seals.get());
