@@ -294,7 +294,9 @@ fn run_job(core: &Core, job: Job) {
                     points = 0;
                 }
             }
-            let _ = reply.send(r);
+            // Returns with the log trimmed, so what follows (a flush and
+            // compaction, a measurement) sees only chunks.
+            let _ = reply.send(r.and_then(|()| trim_log(core)));
         }
     }
 }
@@ -368,29 +370,23 @@ fn seal(core: &Core, ids: &[u64], full: bool) -> Result<()> {
             }
         }
         let mut batch = WriteBatch::new();
-        let mut sealed: Vec<(u64, Vec<Point>, SeriesRecord)> = Vec::with_capacity(parts.len());
+        let mut sealed: Vec<(u64, Split, SeriesRecord)> = Vec::with_capacity(parts.len());
         for part in parts {
             let Some(s) = st.series.get(&part.id) else {
                 continue;
             };
-            let same = unchanged_points(&s.head, &part.head);
-            // The oldest log record a point left in the head comes from.
-            let mut left = u64::MAX;
-            for (p, &seq) in s.head.iter().zip(&s.head_seqs) {
-                if same.binary_search_by_key(&p.ts, |q| q.ts).is_err() {
-                    left = left.min(seq);
-                }
-            }
+            let split = split_sealed(&s.head, &s.head_seqs, &part.head);
             let mut record = s.record.clone();
             record.sealed_max_ts = Some(
                 record
                     .sealed_max_ts
                     .map_or(part.max_ts, |m| m.max(part.max_ts)),
             );
-            let watermark = if left == u64::MAX {
-                s.last_seq
-            } else {
-                left - 1
+            // Every point of the series from records before the oldest
+            // one a point left in the head comes from is now in chunks.
+            let watermark = match split.rest_seqs.iter().min() {
+                Some(&oldest) => oldest - 1,
+                None => s.last_seq,
             };
             record.log_sealed = record.log_sealed.max(watermark);
             batch.put(keys::id_key(keys::META_PREFIX, part.id), record.encode());
@@ -398,31 +394,20 @@ fn seal(core: &Core, ids: &[u64], full: bool) -> Result<()> {
             core.metrics.chunks_written.add(part.chunks);
             core.metrics.chunk_bytes_written.add(part.chunk_bytes);
             core.metrics.chunk_points_written.add(part.chunk_points);
-            sealed.push((part.id, same, record));
+            sealed.push((part.id, split, record));
         }
         let future = enqueue(&core.db, batch)?;
         core.metrics.seals.inc();
-        for (id, same, record) in sealed {
+        for (id, split, record) in sealed {
             let Some(s) = st.series.get_mut(&id) else {
                 continue;
             };
-            let mut head = Vec::with_capacity(s.head.len().saturating_sub(same.len()));
-            let mut seqs = Vec::with_capacity(head.capacity());
-            let mut sealing_seqs = Vec::with_capacity(same.len());
-            for (p, &seq) in s.head.iter().zip(&s.head_seqs) {
-                if same.binary_search_by_key(&p.ts, |q| q.ts).is_ok() {
-                    sealing_seqs.push(seq);
-                } else {
-                    head.push(*p);
-                    seqs.push(seq);
-                }
-            }
-            s.first_seq = seqs.iter().copied().min().unwrap_or(0);
-            s.head = head;
-            s.head_seqs = seqs;
-            st.head_points = st.head_points.saturating_sub(same.len());
-            s.sealing = same;
-            s.sealing_seqs = sealing_seqs;
+            s.first_seq = split.rest_seqs.iter().copied().min().unwrap_or(0);
+            st.head_points = st.head_points.saturating_sub(split.same.len());
+            s.head = split.rest;
+            s.head_seqs = split.rest_seqs;
+            s.sealing = split.same;
+            s.sealing_seqs = split.same_seqs;
             s.record = record;
             st.repin(id);
         }
@@ -464,19 +449,44 @@ pub(crate) fn trim_log(core: &Core) -> Result<()> {
     future.wait()
 }
 
-/// The points of `snapshot` that `head` still holds with the same value
-/// (bit for bit): those a seal may remove from the head.
-fn unchanged_points(head: &[Point], snapshot: &[Point]) -> Vec<Point> {
-    snapshot
-        .iter()
-        .filter(|p| {
-            head.binary_search_by_key(&p.ts, |q| q.ts)
-                .ok()
-                .and_then(|i| head.get(i))
-                .is_some_and(|q| q.value.to_bits() == p.value.to_bits())
-        })
-        .copied()
-        .collect()
+/// A head split by a seal: the points sealed, and the rest.
+#[derive(Debug, Default, PartialEq)]
+struct Split {
+    same: Vec<Point>,
+    same_seqs: Vec<u64>,
+    rest: Vec<Point>,
+    rest_seqs: Vec<u64>,
+}
+
+/// Splits `head` (with the log sequences `seqs`) into the points that
+/// `snapshot` (what the seal wrote) holds with the same value, bit for
+/// bit — those a seal removes from the head — and the rest (points added
+/// or rewritten since). Both inputs are sorted: one pass.
+fn split_sealed(head: &[Point], seqs: &[u64], snapshot: &[Point]) -> Split {
+    let mut out = Split {
+        same: Vec::with_capacity(snapshot.len()),
+        same_seqs: Vec::with_capacity(snapshot.len()),
+        // The head grows back to about its size before the next seal.
+        rest: Vec::with_capacity(head.len()),
+        rest_seqs: Vec::with_capacity(head.len()),
+    };
+    let mut j = 0;
+    for (p, &seq) in head.iter().zip(seqs) {
+        while snapshot.get(j).is_some_and(|q| q.ts < p.ts) {
+            j += 1;
+        }
+        let sealed = snapshot
+            .get(j)
+            .is_some_and(|q| q.ts == p.ts && q.value.to_bits() == p.value.to_bits());
+        if sealed {
+            out.same.push(*p);
+            out.same_seqs.push(seq);
+        } else {
+            out.rest.push(*p);
+            out.rest_seqs.push(seq);
+        }
+    }
+    out
 }
 
 /// Merges `head` (sorted) into the chunks of the windows it touches.
@@ -749,8 +759,16 @@ mod tests {
 
     #[test]
     fn only_unchanged_points_leave_the_head() {
-        let head = [p(1, 1.0), p(2, 2.5), p(4, 4.0)];
-        let snap = [p(1, 1.0), p(2, 2.0), p(3, 3.0)];
-        assert_eq!(unchanged_points(&head, &snap), vec![p(1, 1.0)]);
+        let head = [p(1, 1.0), p(2, 2.5), p(4, 4.0), p(5, 5.0)];
+        let snap = [p(1, 1.0), p(2, 2.0), p(3, 3.0), p(5, 5.0)];
+        assert_eq!(
+            split_sealed(&head, &[7, 9, 8, 6], &snap),
+            Split {
+                same: vec![p(1, 1.0), p(5, 5.0)],
+                same_seqs: vec![7, 6],
+                rest: vec![p(2, 2.5), p(4, 4.0)],
+                rest_seqs: vec![9, 8],
+            }
+        );
     }
 }
