@@ -392,7 +392,12 @@ fn fast_line(imp: &mut Importer<'_>, text: &str) -> Result<bool, TsFailure> {
             }
             _ => {}
         }
-        let (Some(series), Some(v)) = (find_field(known, key), fast_number(value)) else {
+        // Lines of one head mostly list the same fields in the same order.
+        let series = match known.get(n) {
+            Some((f, i)) if f == key => Some(*i),
+            _ => find_field(known, key),
+        };
+        let (Some(series), Some(v)) = (series, fast_number(value)) else {
             return Ok(false);
         };
         let Some(slot) = points.get_mut(n) else {
