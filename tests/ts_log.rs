@@ -368,3 +368,110 @@ fn the_log_budget_seals_early_and_keeps_the_log_bounded() {
         assert_eq!(read_all(&ts, k).unwrap(), want(i), "{k} after the crash");
     }
 }
+
+#[test]
+fn a_head_that_cannot_be_sealed_does_not_pin_the_log() {
+    const BUDGET: u64 = 8 << 10;
+    const SERIES: usize = 20;
+    let sim = SimFs::new(5);
+    let keys = keys(SERIES);
+    let bad = SeriesKey::parse("log.bad").unwrap();
+    let opts = TsOptions {
+        head_points_max: 1024,
+        chunk_window_ms: 1 << 40,
+        chunk_points_max: 1024,
+        out_of_order_window_ms: i64::MAX,
+        log_bytes_max: BUDGET,
+        ..TsOptions::default()
+    };
+    let db = Db::open(DIR, db_options(&sim)).unwrap();
+    let ts = TimeSeries::open(db.clone(), opts.clone()).unwrap();
+    let first: Vec<Point> = (0..10)
+        .map(|t| Point {
+            ts: t,
+            value: t as f64,
+        })
+        .collect();
+    ts.add(&[SeriesPoints {
+        series: &bad,
+        points: &first,
+    }])
+    .unwrap();
+    ts.seal_all().unwrap();
+    // Damage its chunk: every later seal of the series fails.
+    let chunks = db.scan_prefix(b"ts/c/", 10).unwrap();
+    assert_eq!(chunks.len(), 1);
+    db.put(&chunks[0].0, b"not a chunk").unwrap();
+    let mut live_max = 0.0f64;
+    let mut record_max = 0.0f64;
+    for r in 0..300i64 {
+        let mut pts: Vec<Vec<Point>> = (0..SERIES)
+            .map(|i| {
+                vec![Point {
+                    ts: 100 + r,
+                    value: (r + i as i64) as f64,
+                }]
+            })
+            .collect();
+        pts.push(vec![Point {
+            ts: 100 + r,
+            value: 1.0,
+        }]);
+        let batch: Vec<SeriesPoints<'_>> = keys
+            .iter()
+            .chain([&bad])
+            .zip(&pts)
+            .map(|(k, p)| SeriesPoints {
+                series: k,
+                points: p,
+            })
+            .collect();
+        let before = gauge(&ts, "ts.log_bytes");
+        let mut refusals = 0u64;
+        loop {
+            match ts.add(&batch) {
+                Ok(()) => break,
+                Err(Error::LimitExceeded { what }) => {
+                    assert!(what.contains("log_bytes_max"), "{what}");
+                    refusals += 1;
+                    // Refused for good would mean the log is pinned.
+                    assert!(
+                        refusals < 1_000_000,
+                        "add {r} refused {refusals} times: {what}"
+                    );
+                    std::thread::yield_now();
+                }
+                Err(e) => panic!("add {r}: {e}"),
+            }
+        }
+        let after = gauge(&ts, "ts.log_bytes");
+        record_max = record_max.max(after - before);
+        live_max = live_max.max(after);
+    }
+    assert!(gauge(&ts, "ts.maintenance_errors") > 0.0, "no seal failed");
+    let bound = 2.0 * BUDGET as f64 + record_max;
+    assert!(live_max <= bound, "live log {live_max} bytes > {bound}");
+    let (_, on_disk) = prefix_bytes(&db, b"ts/l/");
+    assert!(on_disk as f64 <= bound, "{on_disk} bytes of log records");
+    let want = |i: usize| -> Vec<(i64, f64)> {
+        (0..300).map(|r| (100 + r, (r + i as i64) as f64)).collect()
+    };
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(read_all(&ts, k).unwrap(), want(i), "{k}");
+    }
+    // The damaged series answers with the corruption, not wrong data.
+    assert!(matches!(read_all(&ts, &bad), Err(Error::Corruption { .. })));
+    // After a power cut the carried points are still there.
+    ts.close();
+    drop(ts);
+    sim.crash(CrashMode::DropUnsynced);
+    let db = Db::open(DIR, db_options(&sim)).unwrap();
+    let ts = TimeSeries::open(db.clone(), opts).unwrap();
+    for (i, k) in keys.iter().enumerate() {
+        assert_eq!(read_all(&ts, k).unwrap(), want(i), "{k} after the crash");
+    }
+    // Without the damaged chunk, the series holds exactly its head.
+    db.delete(&chunks[0].0).unwrap();
+    let head: Vec<(i64, f64)> = (0..300).map(|r| (100 + r, 1.0)).collect();
+    assert_eq!(read_all(&ts, &bad).unwrap(), head);
+}

@@ -39,6 +39,7 @@ use crate::error::{Error, Result};
 
 use super::chunk;
 use super::keys::{self, SeriesRecord};
+use super::log::LogEncoder;
 use super::series::SeriesKey;
 use super::state::for_each;
 use super::write::{self, chunk_corruption};
@@ -148,6 +149,10 @@ pub(crate) fn run(core: &Core) {
                     }
                     return;
                 }
+                if st.to_seal_full.is_empty() {
+                    // No seal the budget asked for is pending or running.
+                    st.budget_forced = false;
+                }
                 if let Some(job) = st.jobs.pop_front() {
                     break Task::Job(job);
                 }
@@ -190,12 +195,6 @@ pub(crate) fn run(core: &Core) {
                 };
                 if let Err(e) = seal(core, &ids, full).and_then(|()| trim_log(core)) {
                     core.report("seal", &e);
-                }
-                if full {
-                    let mut st = core.lock();
-                    if st.to_seal_full.is_empty() {
-                        st.budget_forced = false;
-                    }
                 }
             }
             Task::Sweep => {
@@ -370,6 +369,32 @@ fn seal(core: &Core, ids: &[u64], full: bool) -> Result<()> {
             }
         }
         let mut batch = WriteBatch::new();
+        // Heads that cannot be sealed (a damaged chunk) would pin the log
+        // forever: their points are carried forward into one new record,
+        // so the older ones can go.
+        let stuck: Vec<u64> = ids
+            .iter()
+            .copied()
+            .filter(|id| {
+                st.series.get(id).is_some_and(|s| {
+                    s.seal_failed && !s.head.is_empty() && (full || failed.contains(id))
+                })
+            })
+            .collect();
+        let carry_seq = st.next_log_seq;
+        let mut carried = 0;
+        if !stuck.is_empty() {
+            let mut enc = LogEncoder::with_points(0);
+            for id in &stuck {
+                if let Some(s) = st.series.get(id) {
+                    enc.group(*id, &s.head);
+                }
+            }
+            let record = enc.finish();
+            carried = record.len() as u64;
+            batch.put(keys::log_key(carry_seq), record);
+            batch.put(keys::LOG_SEQ_KEY, carry_seq.to_le_bytes().to_vec());
+        }
         let mut sealed: Vec<(u64, Split, SeriesRecord)> = Vec::with_capacity(parts.len());
         for part in parts {
             let Some(s) = st.series.get(&part.id) else {
@@ -398,6 +423,19 @@ fn seal(core: &Core, ids: &[u64], full: bool) -> Result<()> {
         }
         let future = enqueue(&core.db, batch)?;
         core.metrics.seals.inc();
+        if carried > 0 {
+            st.next_log_seq += 1;
+            st.log_live.insert(carry_seq, carried);
+            st.log_live_bytes += carried;
+            for id in &stuck {
+                if let Some(s) = st.series.get_mut(id) {
+                    s.head_seqs.iter_mut().for_each(|q| *q = carry_seq);
+                    s.first_seq = carry_seq;
+                    s.last_seq = carry_seq;
+                }
+                st.repin(*id);
+            }
+        }
         for (id, split, record) in sealed {
             let Some(s) = st.series.get_mut(&id) else {
                 continue;
