@@ -342,79 +342,126 @@ fn fast_number(text: &str) -> Option<f64> {
     v.is_finite().then_some(v)
 }
 
-/// Whether `b` holds a backslash or a double quote (in blocks the
-/// compiler vectorizes).
-fn has_escape_or_quote(b: &[u8]) -> bool {
-    b.chunks(32).any(|block| {
-        block
-            .iter()
-            .fold(false, |found, &c| found | (c == b'\\') | (c == b'"'))
-    })
-}
-
 /// Most fields of a line the fast path takes.
 const FAST_FIELDS_MAX: usize = 64;
+
+/// A line as the fast path reads it: borrowed, numbers parsed.
+#[derive(Debug, PartialEq)]
+struct FastLine<'a> {
+    head: &'a str,
+    /// Keys and values; `None`: a boolean (skipped).
+    fields: [(&'a str, Option<f64>); FAST_FIELDS_MAX],
+    count: usize,
+    timestamp: Option<i64>,
+}
+
+/// Reads a line without escapes or strings in one pass over its bytes;
+/// `None` for anything the full parse must handle (which also finds every
+/// error). Every delimiter is ASCII, so each cut is on a character
+/// boundary.
+fn fast_parse(text: &str) -> Option<FastLine<'_>> {
+    let line = text.trim_start();
+    let b = line.as_bytes();
+    if b.first().is_none_or(|&c| c == b'#') {
+        return None;
+    }
+    let mut i = 0;
+    loop {
+        match b.get(i) {
+            Some(b' ') => break,
+            None | Some(b'\\' | b'"') => return None,
+            Some(_) => i += 1,
+        }
+    }
+    let head = line.get(..i)?;
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let mut out = FastLine {
+        head,
+        fields: [("", None); FAST_FIELDS_MAX],
+        count: 0,
+        timestamp: None,
+    };
+    loop {
+        let key_start = i;
+        loop {
+            match b.get(i) {
+                Some(b'=') => break,
+                None | Some(b',' | b' ' | b'\\' | b'"') => return None,
+                Some(_) => i += 1,
+            }
+        }
+        let key = line.get(key_start..i)?;
+        i += 1;
+        let value_start = i;
+        loop {
+            match b.get(i) {
+                None | Some(b',' | b' ') => break,
+                Some(b'\\' | b'"') => return None,
+                Some(_) => i += 1,
+            }
+        }
+        let value = line.get(value_start..i)?;
+        if key.is_empty() {
+            return None;
+        }
+        let v = match value {
+            "t" | "T" | "true" | "True" | "TRUE" | "f" | "F" | "false" | "False" | "FALSE" => None,
+            _ => Some(fast_number(value)?),
+        };
+        *out.fields.get_mut(out.count)? = (key, v);
+        out.count += 1;
+        if b.get(i) == Some(&b',') {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let tail = line.get(i..)?.trim_start_matches(' ').trim_end();
+    if !tail.is_empty() {
+        out.timestamp = Some(tail.parse::<i64>().ok()?);
+    }
+    Some(out)
+}
 
 /// Adds the points of `text` if it takes the fast path (see the module
 /// documentation); `false` if it must be parsed in full. Nothing is added
 /// unless the whole line is valid.
 fn fast_line(imp: &mut Importer<'_>, text: &str) -> Result<bool, TsFailure> {
-    let line = text.trim_start();
-    let b = line.as_bytes();
-    if b.is_empty() || b[0] == b'#' || has_escape_or_quote(b) {
-        return Ok(false);
-    }
-    let Some(sp) = line.find(' ') else {
+    let Some(line) = fast_parse(text) else {
         return Ok(false);
     };
-    let (head, rest) = line.split_at(sp);
-    let rest = rest.trim_start_matches(' ');
-    let (fields, tail) = rest.split_at(rest.find(' ').unwrap_or(rest.len()));
-    let tail = tail.trim_start_matches(' ').trim_end();
-    let ts = if tail.is_empty() {
-        imp.opts.now_ms
-    } else {
-        let Ok(t) = tail.parse::<i64>() else {
-            return Ok(false);
-        };
-        let Some(ms) = imp.opts.precision.to_ms(t) else {
-            return Ok(false);
-        };
-        ms
-    };
-    let Some(known) = imp.index.get(head) else {
+    let Some(known) = imp.index.get(line.head) else {
         return Ok(false);
+    };
+    let ts = match line.timestamp {
+        None => imp.opts.now_ms,
+        Some(t) => match imp.opts.precision.to_ms(t) {
+            Some(ms) => ms,
+            None => return Ok(false),
+        },
     };
     let mut points = [(0usize, 0f64); FAST_FIELDS_MAX];
     let mut n = 0;
     let mut skipped = 0;
-    for field in fields.split(',') {
-        let Some((key, value)) = field.split_once('=') else {
-            return Ok(false);
+    for &(key, value) in line.fields.get(..line.count).unwrap_or_default() {
+        let Some(v) = value else {
+            skipped += 1;
+            continue;
         };
-        if key.is_empty() {
-            return Ok(false);
-        }
-        match value {
-            "t" | "T" | "true" | "True" | "TRUE" | "f" | "F" | "false" | "False" | "FALSE" => {
-                skipped += 1;
-                continue;
-            }
-            _ => {}
-        }
         // Lines of one head mostly list the same fields in the same order.
         let series = match known.get(n) {
-            Some((f, i)) if f == key => Some(*i),
-            _ => find_field(known, key),
+            Some((f, s)) if f == key => *s,
+            _ => match find_field(known, key) {
+                Some(s) => s,
+                None => return Ok(false),
+            },
         };
-        let (Some(series), Some(v)) = (series, fast_number(value)) else {
-            return Ok(false);
-        };
-        let Some(slot) = points.get_mut(n) else {
-            return Ok(false);
-        };
-        *slot = (series, v);
-        n += 1;
+        if let Some(slot) = points.get_mut(n) {
+            *slot = (series, v);
+            n += 1;
+        }
     }
     imp.report.skipped_fields += skipped;
     for &(series, value) in points.get(..n).unwrap_or_default() {
@@ -458,7 +505,76 @@ fn line_points(
 
 #[cfg(test)]
 mod tests {
-    use super::head_of;
+    #![allow(clippy::unwrap_used)]
+    use super::{fast_parse, head_of, FieldValue};
+    use crate::ts::line_protocol::parse_line;
+
+    /// Whenever the fast path reads a line, the full parse reads the same.
+    fn same_as_full_parse(text: &str) -> bool {
+        let Some(fast) = fast_parse(text) else {
+            return false;
+        };
+        let full = parse_line(text).unwrap().unwrap();
+        assert_eq!(fast.head, head_of(text.trim_start()), "{text}");
+        assert_eq!(fast.timestamp, full.timestamp, "{text}");
+        let fields: Vec<(String, Option<f64>)> = fast
+            .fields
+            .get(..fast.count)
+            .unwrap()
+            .iter()
+            .map(|&(k, v)| (k.to_string(), v))
+            .collect();
+        let want: Vec<(String, Option<f64>)> = full
+            .fields
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    match v {
+                        FieldValue::Number(x) => Some(*x),
+                        _ => None,
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(fields, want, "{text}");
+        true
+    }
+
+    #[test]
+    fn fast_path_reads_what_the_full_parse_reads() {
+        let taken = [
+            "cpu,host=a u=1i,s=2.5 1451606400000000000",
+            "  cpu,host=a   u=-3i,s=1e3,b=true,f=F,x=7u   17  ",
+            "cpu u=0.0",
+            "cpu,h=\u{e9}t\u{e9} u=1",
+            "m f=+4.5e-3 -12",
+        ];
+        for t in taken {
+            assert!(same_as_full_parse(t), "fast path not taken: {t}");
+        }
+        // Everything else is left to the full parse, valid or not.
+        let left = [
+            "",
+            "# comment",
+            "cpu",
+            "cpu ",
+            "cpu u=",
+            "cpu =1",
+            "cpu u=1,",
+            "cpu u=abc",
+            "cpu u=1i2",
+            "cpu u=1 notatime",
+            "cpu u=\"s\"",
+            "my\\ m,t=a u=1",
+            "cpu u=1=2",
+            "cpu u=nan",
+            "cpu u=1e999",
+        ];
+        for t in left {
+            assert!(!same_as_full_parse(t), "fast path taken: {t:?}");
+        }
+    }
 
     #[test]
     fn head_stops_at_first_unescaped_space() {
