@@ -110,18 +110,20 @@
 //! 10 s for a day, each a clamped integer random walk: 8.64 M points),
 //! embedded, durability `sync`, adds of 100 000 points, then `seal_all`
 //! and a full compaction: **0.343 bytes per point** in tables (the chunk
-//! values alone: 0.326). A 720-point chunk of that data is 216 bytes
+//! values alone: 0.312). A 720-point chunk of that data is 216 bytes
 //! (0.300 bytes/point: zero bits per timestamp, about two per value); a
 //! float random walk with millisecond jitter, which takes Gorilla's XOR
 //! path, 7.8 bytes/point. Chunk codec: encode 71 M points/s, decode
-//! 129 M points/s. Durable ingest through the library: 0.31 to 0.55 M
-//! points/s with adds of 100 000 points (runs vary on this shared VM),
-//! 0.43 M with adds of 10 000, 0.18 M with adds of 1 000; the cost is the
-//! engine's (a memtable insert and about 32 WAL bytes per head key), not
-//! the layer's. Queries on one series over a day: all 8 640 points
-//! 0.14 ms, hourly averages 0.15 ms, latest point 7 µs; a count over each
-//! of 100 series 15 ms. Machine: 2 vCPU AMD EPYC VM, ext4 on a virtio
-//! disk, Linux 6.18.
+//! 129 M points/s. Durable ingest through the library with a log record
+//! per add: 4.7 M points/s with adds of 100 000 points, 3.65 M with adds
+//! of 10 000, 0.47 M with adds of 1 000 (bound by one fdatasync per add);
+//! with a head key per point it was 0.32 M, 0.38 M and 0.33 M in the same
+//! session. Through the server (`cityhall client ts import`, `sync`):
+//! 3.05 to 3.09 M points/s, against 0.32 M before. Queries on one series
+//! over a day: all 8 640 points 0.17 ms, hourly averages 0.21 ms, latest
+//! point 9 µs; a count over each of 100 series 22 ms (BENCHMARKS.md has
+//! the runs and their load). Machine: 2 vCPU AMD EPYC VM, ext4 on a
+//! virtio disk, Linux 6.18.
 //!
 //! ```text
 //! CITYHALL_TS_HOSTS=100 cargo bench --bench ts -- at_rest
