@@ -475,3 +475,59 @@ fn a_head_that_cannot_be_sealed_does_not_pin_the_log() {
     let head: Vec<(i64, f64)> = (0..300).map(|r| (100 + r, 1.0)).collect();
     assert_eq!(read_all(&ts, &bad).unwrap(), head);
 }
+
+static RETENTION_CLOCK: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+fn retention_clock() -> i64 {
+    RETENTION_CLOCK.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// A window sealed while a newer point keeps its log record live, then
+/// dropped by retention: replaying that record after a power cut must not
+/// bring the dropped point back.
+#[test]
+fn points_dropped_by_retention_stay_dropped_after_a_crash() {
+    use cityhall::ts::Retention;
+    let sim = SimFs::new(6);
+    let opts = TsOptions {
+        head_points_max: 100,
+        chunk_window_ms: 10_000,
+        out_of_order_window_ms: i64::MAX,
+        clock: retention_clock,
+        ..TsOptions::default()
+    };
+    let k = SeriesKey::parse("log.retained").unwrap();
+    RETENTION_CLOCK.store(1_010_953, std::sync::atomic::Ordering::SeqCst);
+    let db = Db::open(DIR, db_options(&sim)).unwrap();
+    let ts = TimeSeries::open(db.clone(), opts.clone()).unwrap();
+    // One record: a point in window [1,000,000, 1,010,000) and one in the
+    // next; the head spans two windows, so the first is sealed alone and
+    // the record stays live for the second.
+    ts.add(&[SeriesPoints {
+        series: &k,
+        points: &[
+            Point {
+                ts: 1_010_000,
+                value: 2.0,
+            },
+            Point {
+                ts: 1_000_000,
+                value: 1.0,
+            },
+        ],
+    }])
+    .unwrap();
+    // Once sealed, the first window's chunk is in the engine.
+    while prefix_bytes(&db, b"ts/c/").0 == 0 {
+        std::thread::yield_now();
+    }
+    RETENTION_CLOCK.store(1_021_792, std::sync::atomic::Ordering::SeqCst);
+    assert!(ts.set_retention(None, Retention::Ms(5_000)).unwrap());
+    assert_eq!(read_all(&ts, &k).unwrap(), vec![(1_010_000, 2.0)]);
+    ts.close();
+    drop(ts);
+    sim.crash(CrashMode::DropUnsynced);
+    let db = Db::open(DIR, db_options(&sim)).unwrap();
+    let ts = TimeSeries::open(db, opts).unwrap();
+    assert_eq!(read_all(&ts, &k).unwrap(), vec![(1_010_000, 2.0)]);
+}

@@ -16,15 +16,17 @@
 //! points into them (the head wins a tie), cut the result into chunks of
 //! at most `chunk_points_max` points, and stage puts of the chunks that
 //! changed and deletes of those that went; then, under the mutex again,
-//! drop from the head exactly the points sealed (a point rewritten
-//! meanwhile stays in the head, whose value wins on reads until the next
-//! seal), put the series' catalog record with its new watermark (every
-//! point of the series from log records up to it is now in chunks: the
-//! sequence before the oldest point left in the head, or the newest record
-//! of the series if none is left), and enqueue one batch for every series
-//! of the round. Until that batch is durable the sealed points stay
-//! visible to writers and readers in `Series::sealing`. Once it is, the
-//! log records no head needs any more are deleted in a second batch
+//! put the series' catalog record with its new watermark (every point of
+//! the series from log records up to it is in chunks once the batch is
+//! durable: the sequence before the oldest record a point not sealed
+//! comes from, or the newest record of the series if every point is
+//! sealed), and enqueue one batch for every series of the round. The
+//! heads do not change until that batch is durable (writers and readers
+//! find the points there meanwhile; a failed write thus leaves memory as
+//! it was). Then, under the mutex, each head drops exactly the points
+//! sealed (a point rewritten meanwhile stays, its value wins on reads
+//! until the next seal) and takes its new record. Only then are the log
+//! records no head needs any more deleted, in a second batch
 //! ([`trim_log`]): that order (seal durable, then delete) is what makes a
 //! crash between the two harmless — recovery skips, per series, the
 //! records its watermark covers.
@@ -78,6 +80,12 @@ pub(crate) enum Job {
     SetRetention {
         id: Option<u64>,
         retention: Retention,
+        reply: Reply,
+    },
+    /// Record a duplicate policy.
+    SetPolicy {
+        id: u64,
+        policy: super::DupPolicy,
         reply: Reply,
     },
 }
@@ -214,9 +222,10 @@ pub(crate) fn run(core: &Core) {
 
 fn reply_closed(job: Job) {
     let reply = match job {
-        Job::Delete { reply, .. } | Job::SealAll { reply } | Job::SetRetention { reply, .. } => {
-            Some(reply)
-        }
+        Job::Delete { reply, .. }
+        | Job::SealAll { reply }
+        | Job::SetRetention { reply, .. }
+        | Job::SetPolicy { reply, .. } => Some(reply),
         Job::Sweep { reply, .. } => reply,
         Job::PurgeChunks { .. } => None,
     };
@@ -270,6 +279,9 @@ fn run_job(core: &Core, job: Job) {
             let r = write::record_retention(core, id, retention)
                 .and_then(|()| sweep(core, (core.opts.clock)()));
             let _ = reply.send(r);
+        }
+        Job::SetPolicy { id, policy, reply } => {
+            let _ = reply.send(write::record_policy(core, id, policy));
         }
         Job::SealAll { reply } => {
             let heads: Vec<(u64, usize)> = {
@@ -360,7 +372,7 @@ fn seal(core: &Core, ids: &[u64], full: bool) -> Result<()> {
             }
         }
     }
-    let future = {
+    let (future, carry, sealed) = {
         let mut guard = core.lock();
         let st = &mut *guard;
         for id in &failed {
@@ -372,30 +384,25 @@ fn seal(core: &Core, ids: &[u64], full: bool) -> Result<()> {
         // Heads that cannot be sealed (a damaged chunk) would pin the log
         // forever: their points are carried forward into one new record,
         // so the older ones can go.
-        let stuck: Vec<u64> = ids
+        let stuck: Vec<(u64, Vec<Point>)> = ids
             .iter()
-            .copied()
-            .filter(|id| {
-                st.series.get(id).is_some_and(|s| {
-                    s.seal_failed && !s.head.is_empty() && (full || failed.contains(id))
-                })
-            })
+            .filter_map(|id| st.series.get(id))
+            .filter(|s| s.seal_failed && !s.head.is_empty() && (full || failed.contains(&s.id)))
+            .map(|s| (s.id, s.head.clone()))
             .collect();
         let carry_seq = st.next_log_seq;
-        let mut carried = 0;
+        let mut carry = None;
         if !stuck.is_empty() {
             let mut enc = LogEncoder::with_points(0);
-            for id in &stuck {
-                if let Some(s) = st.series.get(id) {
-                    enc.group(*id, &s.head);
-                }
+            for (id, points) in &stuck {
+                enc.group(*id, points);
             }
             let record = enc.finish();
-            carried = record.len() as u64;
+            carry = Some((carry_seq, record.len() as u64, stuck));
             batch.put(keys::log_key(carry_seq), record);
             batch.put(keys::LOG_SEQ_KEY, carry_seq.to_le_bytes().to_vec());
         }
-        let mut sealed: Vec<(u64, Split, SeriesRecord)> = Vec::with_capacity(parts.len());
+        let mut sealed: Vec<(u64, Vec<Point>, SeriesRecord)> = Vec::with_capacity(parts.len());
         for part in parts {
             let Some(s) = st.series.get(&part.id) else {
                 continue;
@@ -408,7 +415,9 @@ fn seal(core: &Core, ids: &[u64], full: bool) -> Result<()> {
                     .map_or(part.max_ts, |m| m.max(part.max_ts)),
             );
             // Every point of the series from records before the oldest
-            // one a point left in the head comes from is now in chunks.
+            // one a point left in the head comes from is in chunks once
+            // this batch is durable (points added meanwhile come from
+            // later records).
             let watermark = match split.rest_seqs.iter().min() {
                 Some(&oldest) => oldest - 1,
                 None => s.last_seq,
@@ -419,48 +428,65 @@ fn seal(core: &Core, ids: &[u64], full: bool) -> Result<()> {
             core.metrics.chunks_written.add(part.chunks);
             core.metrics.chunk_bytes_written.add(part.chunk_bytes);
             core.metrics.chunk_points_written.add(part.chunk_points);
-            sealed.push((part.id, split, record));
+            sealed.push((part.id, part.head, record));
         }
         let future = enqueue(&core.db, batch)?;
-        core.metrics.seals.inc();
-        if carried > 0 {
+        if carry.is_some() {
             st.next_log_seq += 1;
-            st.log_live.insert(carry_seq, carried);
-            st.log_live_bytes += carried;
-            for id in &stuck {
-                if let Some(s) = st.series.get_mut(id) {
-                    s.head_seqs.iter_mut().for_each(|q| *q = carry_seq);
-                    s.first_seq = carry_seq;
-                    s.last_seq = carry_seq;
-                }
-                st.repin(*id);
-            }
         }
-        for (id, split, record) in sealed {
-            let Some(s) = st.series.get_mut(&id) else {
-                continue;
-            };
-            s.first_seq = split.rest_seqs.iter().copied().min().unwrap_or(0);
-            st.head_points = st.head_points.saturating_sub(split.same.len());
-            s.head = split.rest;
-            s.head_seqs = split.rest_seqs;
-            s.sealing = split.same;
-            s.sealing_seqs = split.same_seqs;
-            s.record = record;
-            st.repin(id);
-        }
-        future
+        core.metrics.seals.inc();
+        (future, carry, sealed)
     };
+    // Until the batch is durable the points stay in the heads, where
+    // writers and readers find them (a read merges the head over the
+    // chunks, so a point is seen once whether the chunk is visible yet or
+    // not). If the write fails nothing in memory has changed.
     let result = block_on(future);
     let mut guard = core.lock();
     let st = &mut *guard;
+    if result.is_ok() {
+        if let Some((seq, bytes, stuck)) = carry {
+            st.log_live.insert(seq, bytes);
+            st.log_live_bytes += bytes;
+            for (id, points) in stuck {
+                let Some(s) = st.series.get_mut(&id) else {
+                    continue;
+                };
+                let split = split_sealed(&s.head, &s.head_seqs, &points);
+                let mut seqs = Vec::with_capacity(s.head.len());
+                let (mut i, mut j) = (0, 0);
+                for p in &s.head {
+                    if split.same.get(i).is_some_and(|q| q.ts == p.ts) {
+                        seqs.push(seq);
+                        i += 1;
+                    } else {
+                        seqs.push(split.rest_seqs.get(j).copied().unwrap_or(seq));
+                        j += 1;
+                    }
+                }
+                s.head_seqs = seqs;
+                s.first_seq = s.head_seqs.iter().copied().min().unwrap_or(0);
+                s.last_seq = s.last_seq.max(seq);
+                st.repin(id);
+            }
+        }
+        for (id, points, record) in sealed {
+            let Some(s) = st.series.get_mut(&id) else {
+                continue;
+            };
+            let split = split_sealed(&s.head, &s.head_seqs, &points);
+            st.head_points = st.head_points.saturating_sub(split.same.len());
+            s.first_seq = split.rest_seqs.iter().copied().min().unwrap_or(0);
+            s.head = split.rest;
+            s.head_seqs = split.rest_seqs;
+            // Policy and retention change only on this thread, so the
+            // record is as it was when the batch was built.
+            s.record = record;
+            st.repin(id);
+        }
+    }
     for id in ids {
-        let Some(s) = st.series.get_mut(id) else {
-            continue;
-        };
-        s.sealing.clear();
-        s.sealing_seqs.clear();
-        if s.needs_seal(&core.opts) {
+        if st.series.get(id).is_some_and(|s| s.needs_seal(&core.opts)) {
             st.to_seal.insert(*id);
         }
     }
@@ -491,7 +517,6 @@ pub(crate) fn trim_log(core: &Core) -> Result<()> {
 #[derive(Debug, Default, PartialEq)]
 struct Split {
     same: Vec<Point>,
-    same_seqs: Vec<u64>,
     rest: Vec<Point>,
     rest_seqs: Vec<u64>,
 }
@@ -503,7 +528,6 @@ struct Split {
 fn split_sealed(head: &[Point], seqs: &[u64], snapshot: &[Point]) -> Split {
     let mut out = Split {
         same: Vec::with_capacity(snapshot.len()),
-        same_seqs: Vec::with_capacity(snapshot.len()),
         // The head grows back to about its size before the next seal.
         rest: Vec::with_capacity(head.len()),
         rest_seqs: Vec::with_capacity(head.len()),
@@ -518,7 +542,6 @@ fn split_sealed(head: &[Point], seqs: &[u64], snapshot: &[Point]) -> Split {
             .is_some_and(|q| q.ts == p.ts && q.value.to_bits() == p.value.to_bits());
         if sealed {
             out.same.push(*p);
-            out.same_seqs.push(seq);
         } else {
             out.rest.push(*p);
             out.rest_seqs.push(seq);
@@ -736,9 +759,12 @@ fn purge_chunks(core: &Core, id: u64) -> Result<()> {
 
 /// Drops, for every series with a retention, the chunk windows that
 /// ended before `now_ms - retention` (whole chunks, found by their keys
-/// alone); a head holding points in them is sealed first.
+/// alone). A series that has something to drop and points in the log
+/// past its watermark is sealed whole first: a partial seal leaves the
+/// records of its sealed points live while a newer point pins them, and
+/// replaying them must not bring back what retention dropped.
 fn sweep(core: &Core, now_ms: i64) -> Result<()> {
-    let targets: Vec<(u64, i64, bool)> = {
+    let targets: Vec<(u64, i64, bool, bool)> = {
         let st = core.lock();
         st.series
             .values()
@@ -747,21 +773,34 @@ fn sweep(core: &Core, now_ms: i64) -> Result<()> {
                 (r > 0).then(|| {
                     let cutoff = core.opts.window_start(now_ms.saturating_sub(r));
                     let old_head = s.head.first().is_some_and(|p| p.ts < cutoff);
-                    (s.id, cutoff, old_head)
+                    let logged = s.last_seq > s.record.log_sealed;
+                    (s.id, cutoff, old_head, logged)
                 })
             })
             .collect()
     };
-    for &(id, _, old_head) in &targets {
-        if old_head {
+    let mut unsealed = Vec::new();
+    for &(id, cutoff, old_head, logged) in &targets {
+        if !logged {
+            continue;
+        }
+        let start = keys::id_key(keys::CHUNK_PREFIX, id);
+        let end = keys::id_ts_key(keys::CHUNK_PREFIX, id, cutoff);
+        let old_chunk = !core.db.scan(&start, Some(&end), 1)?.is_empty();
+        if old_head || old_chunk {
             let name = series_name(core, id).unwrap_or_default();
             if let Err(e) = seal_whole(core, id, &name, "dropped by retention") {
+                // Its chunks stay until a sweep can seal it.
                 core.report("retention", &e);
+                unsealed.push(id);
             }
         }
     }
     let mut batch = WriteBatch::new();
-    for &(id, cutoff, _) in &targets {
+    for &(id, cutoff, _, _) in &targets {
+        if unsealed.contains(&id) {
+            continue;
+        }
         let start = keys::id_key(keys::CHUNK_PREFIX, id);
         let end = keys::id_ts_key(keys::CHUNK_PREFIX, id, cutoff);
         for_each(&core.db, &start, &end, |k, _| {
@@ -803,7 +842,6 @@ mod tests {
             split_sealed(&head, &[7, 9, 8, 6], &snap),
             Split {
                 same: vec![p(1, 1.0), p(5, 5.0)],
-                same_seqs: vec![7, 6],
                 rest: vec![p(2, 2.5), p(4, 4.0)],
                 rest_seqs: vec![9, 8],
             }

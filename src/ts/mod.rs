@@ -67,14 +67,15 @@
 //!
 //! **Duplicate timestamps** follow the series' policy ([`DupPolicy`],
 //! stored in its catalog record, `last` by default), resolved when the
-//! point is written against the head, the seal in flight and the chunk;
+//! point is written against the head and the chunk;
 //! what is stored is then plain "newest write wins": on a read the head
 //! beats a chunk, and a seal's merge lets the head win.
 //!
 //! **Reads** take one engine snapshot and, under the mutex, a copy of the
-//! series' head in the range (and of a seal in flight), and merge the
-//! chunks (from the window holding `from`) with it in time order, memory
-//! winning a tie, so a point being sealed is seen exactly once. They never
+//! series' head in the range (which keeps a seal's points until its
+//! chunks are durable), and merge the chunks (from the window holding
+//! `from`) with it in time order, the head winning a tie, so a point being
+//! sealed is seen exactly once. They never
 //! see a write before it is durable: a head point whose log record the
 //! snapshot does not see yet makes the read wait for it and start again.
 //! Aggregation streams ([`aggregate`]); memory is a page of keys, one
@@ -84,8 +85,9 @@
 //! is applied by the maintenance thread: every
 //! `retention_sweep_interval_ms` (60 s) and right after it is set. It
 //! drops whole windows that ended before `now - retention` by deleting
-//! their chunk keys, found by key alone (a head holding points in them is
-//! sealed first) — never a rewrite. Points inside a window that is only partly expired stay
+//! their chunk keys, found by key alone — never a rewrite. A series with
+//! something to drop and points in the log past its watermark is sealed
+//! whole first, so that no replay brings the dropped points back. Points inside a window that is only partly expired stay
 //! until the whole window is (at most one window longer than asked). A
 //! write older than the cutoff is refused.
 //!

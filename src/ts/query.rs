@@ -1,13 +1,13 @@
 //! The read path: range queries, the latest point, series listings.
 //!
 //! A read takes, under the state mutex, one engine snapshot and a copy of
-//! the series' points in memory within the range (its head, and the
-//! points of a seal in flight). A range merges the two in time order: the
-//! snapshot's chunks (from the window holding `from`, since chunks never
-//! straddle a window), read a page at a time, and the memory points; on a
-//! tie the memory point wins (it is the newer write, or the same value a
-//! seal in flight is writing into the chunk), so a point being sealed is
-//! seen exactly once, from memory or from the chunk.
+//! the series' head within the range (a seal removes points from the head
+//! only once its chunks are durable). A range merges the two in time
+//! order: the snapshot's chunks (from the window holding `from`, since
+//! chunks never straddle a window), read a page at a time, and the head's
+//! points; on a tie the head wins (it is the newer write, or the same
+//! value a seal in flight is writing into the chunk), so a point being
+//! sealed is seen exactly once.
 //!
 //! Nothing not yet durable is seen: the head runs ahead of durability by
 //! the adds in flight, so when the copy holds a point whose log record

@@ -55,11 +55,6 @@ pub(crate) struct Series {
     pub pin: Option<u64>,
     /// Newest timestamp ever accepted (an upper bound after deletes).
     pub newest_ts: Option<i64>,
-    /// Points moved from the head by a seal whose write is not yet known
-    /// to be durable (so writers and readers still find them).
-    pub sealing: Vec<Point>,
-    /// Their log sequences.
-    pub sealing_seqs: Vec<u64>,
     /// Time ranges whose deletion is in progress: chunk values read from
     /// the engine inside them are stale.
     pub deleting: Vec<(i64, i64)>,
@@ -79,8 +74,6 @@ impl Series {
             head_seqs: Vec::new(),
             first_seq: 0,
             pin: None,
-            sealing: Vec::new(),
-            sealing_seqs: Vec::new(),
             deleting: Vec::new(),
             seal_failed: false,
         }
@@ -109,53 +102,31 @@ impl Series {
         }
     }
 
-    /// The value at `ts` in the head or in a seal in flight.
+    /// The value at `ts` in the head (which keeps the points of a seal in
+    /// flight until it is durable).
     pub fn memory_value(&self, ts: i64) -> Option<f64> {
-        let find = |v: &[Point]| {
-            v.binary_search_by_key(&ts, |p| p.ts)
-                .ok()
-                .and_then(|i| v.get(i))
-                .map(|p| p.value)
-        };
-        find(&self.head).or_else(|| find(&self.sealing))
+        self.head
+            .binary_search_by_key(&ts, |p| p.ts)
+            .ok()
+            .and_then(|i| self.head.get(i))
+            .map(|p| p.value)
     }
 
-    /// The points in memory (head, else a seal in flight) in
-    /// `[from, to]`, in time order, and the newest log sequence among
-    /// them (0: none).
+    /// The head's points in `[from, to]`, in time order, and the newest
+    /// log sequence among them (0: none).
     pub fn memory_points(&self, from: i64, to: i64) -> (Vec<Point>, u64) {
-        let span = |v: &[Point]| {
-            let a = v.partition_point(|p| p.ts < from);
-            let b = v.partition_point(|p| p.ts <= to);
-            (a, b.max(a))
-        };
-        let (ha, hb) = span(&self.head);
-        let (sa, sb) = span(&self.sealing);
-        let head = self.head.get(ha..hb).unwrap_or_default();
-        let hseq = self.head_seqs.get(ha..hb).unwrap_or_default();
-        let sealing = self.sealing.get(sa..sb).unwrap_or_default();
-        let sseq = self.sealing_seqs.get(sa..sb).unwrap_or_default();
-        let seq = hseq.iter().chain(sseq).copied().max().unwrap_or(0);
-        if sealing.is_empty() {
-            return (head.to_vec(), seq);
-        }
-        let mut out = Vec::with_capacity(head.len() + sealing.len());
-        let (mut i, mut j) = (0, 0);
-        while let (Some(h), Some(s)) = (head.get(i), sealing.get(j)) {
-            if s.ts < h.ts {
-                out.push(*s);
-                j += 1;
-            } else {
-                if s.ts == h.ts {
-                    j += 1;
-                }
-                out.push(*h);
-                i += 1;
-            }
-        }
-        out.extend_from_slice(head.get(i..).unwrap_or_default());
-        out.extend_from_slice(sealing.get(j..).unwrap_or_default());
-        (out, seq)
+        let a = self.head.partition_point(|p| p.ts < from);
+        let b = self.head.partition_point(|p| p.ts <= to).max(a);
+        let points = self.head.get(a..b).unwrap_or_default().to_vec();
+        let seq = self
+            .head_seqs
+            .get(a..b)
+            .unwrap_or_default()
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0);
+        (points, seq)
     }
 
     /// Merges `points` (strictly increasing; a newer write, from log

@@ -313,9 +313,10 @@ fn resolve(
     Ok(Some(v))
 }
 
-/// The value the series holds at `ts`: the head, a seal in flight, else
-/// the chunk covering `ts` (only the maintenance thread writes chunks, and
-/// what it has in flight is in `sealing` or `deleting`).
+/// The value the series holds at `ts`: the head (which keeps a seal's
+/// points until it is durable), else the chunk covering `ts` (only the
+/// maintenance thread writes chunks, and a delete it has in flight is in
+/// `deleting`).
 fn stored_value(core: &Core, s: &Series, ts: i64) -> Result<Option<f64>> {
     if let Some(v) = s.memory_value(ts) {
         return Ok(Some(v));
@@ -382,23 +383,37 @@ pub(crate) fn record_retention(core: &Core, id: Option<u64>, r: Retention) -> Re
     future.wait()
 }
 
+/// Queues a duplicate policy change on the maintenance thread, the one
+/// writer of catalog records after a series' creation (a record written
+/// beside a seal in flight could carry an older watermark after the
+/// seal's); `None` if there is no such series.
 pub(crate) fn set_policy(
     core: &Core,
     key: &SeriesKey,
     policy: DupPolicy,
 ) -> Result<Option<TsFuture>> {
-    let mut st = core.lock();
-    let Some(&id) = st.by_name.get(&key.canonical()) else {
+    let Some(id) = core.id_of(key) else {
         return Ok(None);
     };
-    let Some(s) = st.series.get_mut(&id) else {
-        return Ok(None);
+    Ok(Some(super::maintenance::submit(core, |reply| {
+        super::maintenance::Job::SetPolicy { id, policy, reply }
+    })))
+}
+
+/// Records a duplicate policy; run by the maintenance thread.
+pub(crate) fn record_policy(core: &Core, id: u64, policy: DupPolicy) -> Result<()> {
+    let future = {
+        let mut st = core.lock();
+        let Some(s) = st.series.get_mut(&id) else {
+            return Ok(());
+        };
+        let mut record = s.record.clone();
+        record.policy = policy;
+        let mut wb = WriteBatch::new();
+        wb.put(keys::id_key(keys::META_PREFIX, id), record.encode());
+        let f = enqueue(&core.db, wb)?;
+        s.record = record;
+        f
     };
-    let mut record = s.record.clone();
-    record.policy = policy;
-    let mut wb = WriteBatch::new();
-    wb.put(keys::id_key(keys::META_PREFIX, id), record.encode());
-    let f = enqueue(&core.db, wb)?;
-    s.record = record;
-    Ok(Some(f))
+    future.wait()
 }
