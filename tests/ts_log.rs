@@ -4,8 +4,11 @@
 //! needs them) under power cuts on the simulated file system: a crash at
 //! every sync point of adds and seals, including between a seal and the
 //! deletion of the records it covered, must lose no acknowledged point and
-//! count none twice (`sum` series); a damaged record is a clear error; the
-//! log budget keeps the live records bounded by sealing early.
+//! count none twice (`sum` series); deleted and expired points stay gone
+//! whatever records are replayed; a damaged record is a clear error; the
+//! log budget keeps the live records bounded by sealing early, even with
+//! a head that cannot be sealed; head keys of the previous format move
+//! into the log.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -530,4 +533,52 @@ fn points_dropped_by_retention_stay_dropped_after_a_crash() {
     let db = Db::open(DIR, db_options(&sim)).unwrap();
     let ts = TimeSeries::open(db, opts).unwrap();
     assert_eq!(read_all(&ts, &k).unwrap(), vec![(1_010_000, 2.0)]);
+}
+
+/// A database of the previous format (catalog records of version 1, a
+/// head key `ts/p/<id><ts>` per unsealed point) opens with its points, the
+/// head keys moved into one log record, and survives a power cut after.
+#[test]
+fn head_keys_of_the_previous_format_move_into_the_log() {
+    let sim = SimFs::new(8);
+    let ts_key = |t: i64| ((t as u64) ^ (1 << 63)).to_be_bytes();
+    {
+        let db = Db::open(DIR, db_options(&sim)).unwrap();
+        let id = 3u64;
+        let mut record = vec![1u8, DupPolicy::Sum as u8];
+        record.extend_from_slice(&(-1i64).to_le_bytes());
+        record.extend_from_slice(&i64::MIN.to_le_bytes());
+        record.extend_from_slice(b"old{k=v}");
+        db.put(b"ts/s/old{k=v}", &id.to_be_bytes()).unwrap();
+        db.put(&[b"ts/i/".as_slice(), &id.to_be_bytes()].concat(), &record)
+            .unwrap();
+        db.put(b"ts/o/next_series_id", &4u64.to_le_bytes()).unwrap();
+        for (t, v) in [(-5i64, 1.5f64), (7, -2.0), (9, 3.25)] {
+            let k = [b"ts/p/".as_slice(), &id.to_be_bytes(), &ts_key(t)].concat();
+            db.put(&k, &v.to_bits().to_le_bytes()).unwrap();
+        }
+        db.close().unwrap();
+    }
+    let want = vec![(-5, 1.5), (7, -2.0), (9, 3.25)];
+    let k = SeriesKey::parse("old{k=v}").unwrap();
+    let db = Db::open(DIR, db_options(&sim)).unwrap();
+    let ts = TimeSeries::open(db.clone(), ts_options()).unwrap();
+    assert_eq!(read_all(&ts, &k).unwrap(), want);
+    assert_eq!(prefix_bytes(&db, b"ts/p/").0, 0, "head keys left");
+    assert_eq!(prefix_bytes(&db, b"ts/l/").0, 1, "no log record");
+    // Its policy came along: a second value at 7 is summed.
+    ts.add(&[SeriesPoints {
+        series: &k,
+        points: &[Point { ts: 7, value: 1.0 }],
+    }])
+    .unwrap();
+    ts.close();
+    drop(ts);
+    sim.crash(CrashMode::DropUnsynced);
+    let db = Db::open(DIR, db_options(&sim)).unwrap();
+    let ts = TimeSeries::open(db, ts_options()).unwrap();
+    assert_eq!(
+        read_all(&ts, &k).unwrap(),
+        vec![(-5, 1.5), (7, -1.0), (9, 3.25)]
+    );
 }
