@@ -504,13 +504,25 @@ pub(crate) fn trim_log(core: &Core) -> Result<()> {
             return Ok(());
         }
         let mut batch = WriteBatch::new();
-        for seq in &dead {
+        for seq in dead.keys() {
             batch.delete(keys::log_key(*seq));
         }
-        core.metrics.log_records_deleted.add(dead.len() as u64);
-        enqueue(&core.db, batch)?
+        match enqueue(&core.db, batch) {
+            Ok(f) => (f, dead),
+            Err(e) => {
+                st.untake_logs(dead);
+                return Err(e);
+            }
+        }
     };
-    future.wait()
+    let (future, dead) = future;
+    let result = future.wait();
+    match result {
+        Ok(()) => core.metrics.log_records_deleted.add(dead.len() as u64),
+        // Still on disk: counted again, deleted by a later trim.
+        Err(_) => core.lock().untake_logs(dead),
+    }
+    result
 }
 
 /// A head split by a seal: the points sealed, and the rest.

@@ -243,13 +243,19 @@ impl State {
 
     /// Takes from `log_live` the records no head needs and every read
     /// sees: those the caller deletes.
-    pub fn take_dead_logs(&mut self) -> Vec<u64> {
+    pub fn take_dead_logs(&mut self) -> BTreeMap<u64, u64> {
         let pinned = self.pins.first().map_or(self.next_log_seq, |p| p.0);
         let bound = pinned.min(self.confirmed_log_seq + 1);
         let keep = self.log_live.split_off(&bound);
         let dead = std::mem::replace(&mut self.log_live, keep);
         self.log_live_bytes -= dead.values().sum::<u64>();
-        dead.into_keys().collect()
+        dead
+    }
+
+    /// Puts back records whose deletion failed.
+    pub fn untake_logs(&mut self, logs: BTreeMap<u64, u64>) {
+        self.log_live_bytes += logs.values().sum::<u64>();
+        self.log_live.extend(logs);
     }
 
     /// The series whose heads pin the oldest log records, enough of them
