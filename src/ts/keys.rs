@@ -4,11 +4,14 @@
 //! key                                  value
 //! ts/s/<canonical series>              series id: u64 BE             name index
 //! ts/i/<id: u64 BE>                    series record (below)         catalog
-//! ts/p/<id: u64 BE><ts: 8 B>           f64 bits, u64 LE              head point
+//! ts/l/<log seq: u64 BE>              log record (see log.rs)       points of one add
+//! ts/p/<id: u64 BE><ts: 8 B>           f64 bits, u64 LE              head point (format 1,
+//!                                                                    moved into the log on open)
 //! ts/c/<id: u64 BE><first ts: 8 B>     chunk (see chunk.rs)          sealed chunk
 //! ts/d/<id: u64 BE>                    (empty)                       series being deleted
 //! ts/o/next_series_id                  u64 LE                        id allocator
 //! ts/o/default_retention_ms            i64 LE                        database default
+//! ts/o/log_seq                         u64 LE                        newest log record
 //! ```
 //!
 //! A timestamp in a key is the i64 with its sign bit flipped, big-endian,
@@ -19,14 +22,19 @@
 //! Series record (value of `ts/i/<id>`):
 //!
 //! ```text
-//! +---------+--------+-----------------+------------------+------------------+
-//! | version | policy | retention_ms    | sealed_max_ts    | canonical series |
-//! | u8 = 1  | u8     | i64 LE          | i64 LE           | UTF-8, the rest  |
-//! +---------+--------+-----------------+------------------+------------------+
+//! +---------+--------+--------------+---------------+--------------+------------------+
+//! | version | policy | retention_ms | sealed_max_ts | log_sealed   | canonical series |
+//! | u8 = 2  | u8     | i64 LE       | i64 LE        | u64 LE       | UTF-8, the rest  |
+//! +---------+--------+--------------+---------------+--------------+------------------+
 //! policy: 0 last, 1 first, 2 block, 3 min, 4 max, 5 sum
 //! retention_ms: -1 the database default, 0 keep forever, > 0 keep that long
 //! sealed_max_ts: newest timestamp ever sealed into a chunk (i64::MIN: none)
+//! log_sealed: the watermark: every point of this series from log records
+//!   with a sequence <= it is in chunks (or was deleted); recovery replays
+//!   only the series' points of later records
 //! ```
+//!
+//! Version 1 (no `log_sealed`, read as 0) is still decoded.
 
 use crate::types::prefix_successor;
 
@@ -37,7 +45,9 @@ use super::DupPolicy;
 pub const NAME_PREFIX: &[u8] = b"ts/s/";
 /// Prefix of the catalog.
 pub const META_PREFIX: &[u8] = b"ts/i/";
-/// Prefix of head points.
+/// Prefix of log records.
+pub const LOG_PREFIX: &[u8] = b"ts/l/";
+/// Prefix of head points (format 1).
 pub const POINT_PREFIX: &[u8] = b"ts/p/";
 /// Prefix of chunks.
 pub const CHUNK_PREFIX: &[u8] = b"ts/c/";
@@ -47,6 +57,8 @@ pub const DELETING_PREFIX: &[u8] = b"ts/d/";
 pub const NEXT_ID_KEY: &[u8] = b"ts/o/next_series_id";
 /// The database-wide default retention.
 pub const DEFAULT_RETENTION_KEY: &[u8] = b"ts/o/default_retention_ms";
+/// The newest log record's sequence, written with every record.
+pub const LOG_SEQ_KEY: &[u8] = b"ts/o/log_seq";
 
 const PREFIX_LEN: usize = 5;
 
@@ -111,6 +123,11 @@ pub fn parse_id_ts_key(prefix: &[u8], key: &[u8]) -> Option<(u64, i64)> {
     Some((u64::from_be_bytes(*id), ts_from(ts)))
 }
 
+/// `ts/l/<seq>`.
+pub fn log_key(seq: u64) -> Vec<u8> {
+    id_key(LOG_PREFIX, seq)
+}
+
 /// A head point's value.
 pub fn point_value(v: f64) -> [u8; 8] {
     v.to_bits().to_le_bytes()
@@ -132,10 +149,14 @@ pub struct SeriesRecord {
     pub retention_ms: i64,
     /// Newest timestamp sealed into a chunk.
     pub sealed_max_ts: Option<i64>,
+    /// Every point of the series from log records up to this sequence is
+    /// in chunks.
+    pub log_sealed: u64,
 }
 
-const RECORD_VERSION: u8 = 1;
-const RECORD_HEADER_LEN: usize = 18;
+const RECORD_VERSION: u8 = 2;
+const RECORD_HEADER_LEN: usize = 26;
+const RECORD_V1_HEADER_LEN: usize = 18;
 
 impl SeriesRecord {
     /// The record's bytes.
@@ -146,26 +167,37 @@ impl SeriesRecord {
         out.push(self.policy as u8);
         out.extend_from_slice(&self.retention_ms.to_le_bytes());
         out.extend_from_slice(&self.sealed_max_ts.unwrap_or(i64::MIN).to_le_bytes());
+        out.extend_from_slice(&self.log_sealed.to_le_bytes());
         out.extend_from_slice(canonical.as_bytes());
         out
     }
 
-    /// Parses a record; the error says what is wrong.
+    /// Parses a record (version 2 or 1); the error says what is wrong.
     pub fn decode(b: &[u8]) -> Result<Self, String> {
-        let (head, name) = b
-            .split_at_checked(RECORD_HEADER_LEN)
-            .ok_or_else(|| format!("series record of {} bytes is too short", b.len()))?;
-        let [version, policy, rest @ ..] = head else {
-            return Err("series record too short".into());
+        let version = *b.first().ok_or("empty series record")?;
+        let header = match version {
+            1 => RECORD_V1_HEADER_LEN,
+            RECORD_VERSION => RECORD_HEADER_LEN,
+            v => return Err(format!("unknown series record version {v}")),
         };
-        if *version != RECORD_VERSION {
-            return Err(format!("unknown series record version {version}"));
-        }
+        let (head, name) = b
+            .split_at_checked(header)
+            .ok_or_else(|| format!("series record of {} bytes is too short", b.len()))?;
+        let field = |at: usize| -> Result<[u8; 8], String> {
+            head.get(at..at + 8)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| "short series record".to_string())
+        };
+        let policy = head.get(1).copied().ok_or("short series record")?;
         let policy =
-            DupPolicy::from_u8(*policy).ok_or_else(|| format!("unknown policy {policy}"))?;
-        let (ret, sealed) = rest.split_at(8);
-        let retention_ms = i64::from_le_bytes(ret.try_into().map_err(|_| "short record")?);
-        let sealed = i64::from_le_bytes(sealed.try_into().map_err(|_| "short record")?);
+            DupPolicy::from_u8(policy).ok_or_else(|| format!("unknown policy {policy}"))?;
+        let retention_ms = i64::from_le_bytes(field(2)?);
+        let sealed = i64::from_le_bytes(field(10)?);
+        let log_sealed = if version == 1 {
+            0
+        } else {
+            u64::from_le_bytes(field(18)?)
+        };
         let name = std::str::from_utf8(name).map_err(|_| "series name is not UTF-8")?;
         let key = SeriesKey::parse(name).map_err(|e| e.to_string())?;
         Ok(SeriesRecord {
@@ -173,6 +205,7 @@ impl SeriesRecord {
             policy,
             retention_ms,
             sealed_max_ts: (sealed != i64::MIN).then_some(sealed),
+            log_sealed,
         })
     }
 }
@@ -205,6 +238,7 @@ mod tests {
             policy: DupPolicy::Block,
             retention_ms: 86_400_000,
             sealed_max_ts: Some(-3),
+            log_sealed: 77,
         };
         let b = r.encode();
         assert_eq!(SeriesRecord::decode(&b).unwrap(), r);
@@ -214,5 +248,13 @@ mod tests {
         let mut bad = b.clone();
         bad[1] = 9;
         assert!(SeriesRecord::decode(&bad).is_err());
+        // Version 1: no watermark.
+        let mut v1 = vec![1u8];
+        v1.extend_from_slice(&b[1..RECORD_V1_HEADER_LEN]);
+        v1.extend_from_slice(&b[RECORD_HEADER_LEN..]);
+        let old = SeriesRecord::decode(&v1).unwrap();
+        assert_eq!(old.log_sealed, 0);
+        assert_eq!(old.key, r.key);
+        assert_eq!(old.sealed_max_ts, r.sealed_max_ts);
     }
 }

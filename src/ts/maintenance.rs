@@ -1,24 +1,35 @@
-//! The maintenance thread: the only writer of chunks. It seals full heads
-//! into chunks, deletes ranges and series, and applies retention.
+//! The maintenance thread: the only writer of chunks and the only one
+//! that deletes log records. It seals heads into chunks, deletes ranges
+//! and series, applies retention, and trims the log.
 //!
 //! Because one thread does all of it, one operation at a time, and waits
 //! for each write to be durable before the next, a chunk it reads from the
 //! engine is always the newest version: read-modify-write of a chunk needs
 //! no lock held across the engine's IO. Writers on other threads only ever
-//! add head keys and catalog records; the state mutex orders their changes
-//! to the heads with the sealer's (see [`super::state`]).
+//! add log records and catalog records; the state mutex orders their
+//! changes to the heads with the sealer's (see [`super::state`]).
 //!
-//! A seal, for each series taken: copy the head (under the mutex); for each
-//! chunk window the head touches, read the window's chunks from the one
-//! the head's first point falls in onward, merge the head into them (the
-//! head wins a tie), cut the result into chunks of at most
-//! `chunk_points_max` points, and stage puts of the chunks that changed and
-//! deletes of those that went; then, under the mutex again, drop from the
-//! head exactly the points sealed (a point rewritten meanwhile stays in the
-//! head, whose value wins on reads until the next seal), add deletes of
-//! their head keys and the new catalog record, and enqueue one batch for
-//! every series of the round. Until that batch is durable the sealed points
-//! stay visible to writers in `Series::sealing`.
+//! A seal, for each series taken: copy the points to seal (under the
+//! mutex): the closed windows' points of a head that spans two windows,
+//! else the whole head; for each chunk window they touch, read the
+//! window's chunks from the one the first point falls in onward, merge the
+//! points into them (the head wins a tie), cut the result into chunks of
+//! at most `chunk_points_max` points, and stage puts of the chunks that
+//! changed and deletes of those that went; then, under the mutex again,
+//! put the series' catalog record with its new watermark (every point of
+//! the series from log records up to it is in chunks once the batch is
+//! durable: the sequence before the oldest record a point not sealed
+//! comes from, or the newest record of the series if every point is
+//! sealed), and enqueue one batch for every series of the round. The
+//! heads do not change until that batch is durable (writers and readers
+//! find the points there meanwhile; a failed write thus leaves memory as
+//! it was). Then, under the mutex, each head drops exactly the points
+//! sealed (a point rewritten meanwhile stays, its value wins on reads
+//! until the next seal) and takes its new record. Only then are the log
+//! records no head needs any more deleted, in a second batch
+//! ([`trim_log`]): that order (seal durable, then delete) is what makes a
+//! crash between the two harmless — recovery skips, per series, the
+//! records its watermark covers.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -29,7 +40,8 @@ use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 
 use super::chunk;
-use super::keys;
+use super::keys::{self, SeriesRecord};
+use super::log::LogEncoder;
 use super::series::SeriesKey;
 use super::state::for_each;
 use super::write::{self, chunk_corruption};
@@ -68,6 +80,12 @@ pub(crate) enum Job {
     SetRetention {
         id: Option<u64>,
         retention: Retention,
+        reply: Reply,
+    },
+    /// Record a duplicate policy.
+    SetPolicy {
+        id: u64,
+        policy: super::DupPolicy,
         reply: Reply,
     },
 }
@@ -139,10 +157,14 @@ pub(crate) fn run(core: &Core) {
                     }
                     return;
                 }
+                if st.to_seal_full.is_empty() {
+                    // No seal the budget asked for is pending or running.
+                    st.budget_forced = false;
+                }
                 if let Some(job) = st.jobs.pop_front() {
                     break Task::Job(job);
                 }
-                if !st.to_seal.is_empty() {
+                if !st.to_seal.is_empty() || !st.to_seal_full.is_empty() {
                     break Task::Seal;
                 }
                 let now = Instant::now();
@@ -159,21 +181,27 @@ pub(crate) fn run(core: &Core) {
         };
         match task {
             Task::Seal => {
-                let ids: Vec<u64> = {
+                let (ids, full): (Vec<u64>, bool) = {
                     let mut guard = core.lock();
                     let st = &mut *guard;
+                    let full = !st.to_seal_full.is_empty();
                     let mut ids = Vec::new();
                     let mut points = 0;
                     while ids.len() < SEAL_SERIES_PER_ROUND && points < SEAL_POINTS_PER_ROUND {
-                        let Some(id) = st.to_seal.pop_first() else {
+                        let next = if full {
+                            st.to_seal_full.pop_first()
+                        } else {
+                            st.to_seal.pop_first()
+                        };
+                        let Some(id) = next else {
                             break;
                         };
                         points += st.series.get(&id).map_or(0, |s| s.head.len());
                         ids.push(id);
                     }
-                    ids
+                    (ids, full)
                 };
-                if let Err(e) = seal(core, &ids) {
+                if let Err(e) = seal(core, &ids, full).and_then(|()| trim_log(core)) {
                     core.report("seal", &e);
                 }
             }
@@ -182,16 +210,22 @@ pub(crate) fn run(core: &Core) {
                     core.report("retention", &e);
                 }
             }
-            Task::Job(job) => run_job(core, job),
+            Task::Job(job) => {
+                run_job(core, job);
+                if let Err(e) = trim_log(core) {
+                    core.report("log trim", &e);
+                }
+            }
         }
     }
 }
 
 fn reply_closed(job: Job) {
     let reply = match job {
-        Job::Delete { reply, .. } | Job::SealAll { reply } | Job::SetRetention { reply, .. } => {
-            Some(reply)
-        }
+        Job::Delete { reply, .. }
+        | Job::SealAll { reply }
+        | Job::SetRetention { reply, .. }
+        | Job::SetPolicy { reply, .. } => Some(reply),
         Job::Sweep { reply, .. } => reply,
         Job::PurgeChunks { .. } => None,
     };
@@ -214,7 +248,9 @@ fn run_job(core: &Core, job: Job) {
             range: None,
             reply,
         } => {
-            let r = delete_series(core, id).and_then(|()| purge_chunks(core, id));
+            let r = delete_series(core, id)
+                .and_then(|()| purge_chunks(core, id))
+                .and_then(|()| trim_log(core));
             let _ = reply.send(r);
         }
         Job::PurgeChunks { id } => {
@@ -244,6 +280,9 @@ fn run_job(core: &Core, job: Job) {
                 .and_then(|()| sweep(core, (core.opts.clock)()));
             let _ = reply.send(r);
         }
+        Job::SetPolicy { id, policy, reply } => {
+            let _ = reply.send(write::record_policy(core, id, policy));
+        }
         Job::SealAll { reply } => {
             let heads: Vec<(u64, usize)> = {
                 let st = core.lock();
@@ -261,12 +300,14 @@ fn run_job(core: &Core, job: Job) {
                 points += n;
                 let last = i + 1 == heads.len();
                 if last || round.len() >= SEAL_SERIES_PER_ROUND || points >= SEAL_POINTS_PER_ROUND {
-                    r = r.and(seal(core, &round));
+                    r = r.and_then(|()| seal(core, &round, true));
                     round.clear();
                     points = 0;
                 }
             }
-            let _ = reply.send(r);
+            // Returns with the log trimmed, so what follows (a flush and
+            // compaction, a measurement) sees only chunks.
+            let _ = reply.send(r.and_then(|()| trim_log(core)));
         }
     }
 }
@@ -298,14 +339,26 @@ struct SealPart {
     chunk_points: u64,
 }
 
-/// Seals the heads of `ids` in one batch and waits until it is durable.
-fn seal(core: &Core, ids: &[u64]) -> Result<()> {
+/// Seals the heads of `ids` in one batch and waits until it is durable:
+/// whole (`full`, or a head at `head_points_max`), else the points of the
+/// windows before the newest point's.
+fn seal(core: &Core, ids: &[u64], full: bool) -> Result<()> {
+    let opts = &core.opts;
     let work: Vec<(u64, String, Vec<Point>)> = {
         let st = core.lock();
         ids.iter()
             .filter_map(|id| st.series.get(id))
             .filter(|s| !s.head.is_empty() && !s.seal_failed)
-            .map(|s| (s.id, s.canonical.clone(), s.head.clone()))
+            .filter_map(|s| {
+                let take = if full || s.head.len() >= opts.head_points_max {
+                    s.head.len()
+                } else {
+                    let open = s.head.last().map_or(i64::MIN, |p| opts.window_start(p.ts));
+                    s.head.partition_point(|p| opts.window_start(p.ts) < open)
+                };
+                let points = s.head.get(..take).unwrap_or_default();
+                (!points.is_empty()).then(|| (s.id, s.canonical.clone(), points.to_vec()))
+            })
             .collect()
     };
     let mut parts = Vec::with_capacity(work.len());
@@ -319,7 +372,7 @@ fn seal(core: &Core, ids: &[u64]) -> Result<()> {
             }
         }
     }
-    let future = {
+    let (future, carry, sealed) = {
         let mut guard = core.lock();
         let st = &mut *guard;
         for id in &failed {
@@ -328,70 +381,185 @@ fn seal(core: &Core, ids: &[u64]) -> Result<()> {
             }
         }
         let mut batch = WriteBatch::new();
-        let mut sealed: Vec<(u64, Vec<Point>, Option<i64>)> = Vec::with_capacity(parts.len());
+        // Heads that cannot be sealed (a damaged chunk) would pin the log
+        // forever: their points are carried forward into one new record,
+        // so the older ones can go.
+        let stuck: Vec<(u64, Vec<Point>)> = ids
+            .iter()
+            .filter_map(|id| st.series.get(id))
+            .filter(|s| s.seal_failed && !s.head.is_empty() && (full || failed.contains(&s.id)))
+            .map(|s| (s.id, s.head.clone()))
+            .collect();
+        let carry_seq = st.next_log_seq;
+        let mut carry = None;
+        if !stuck.is_empty() {
+            let mut enc = LogEncoder::with_points(0);
+            for (id, points) in &stuck {
+                enc.group(*id, points);
+            }
+            let record = enc.finish();
+            carry = Some((carry_seq, record.len() as u64, stuck));
+            batch.put(keys::log_key(carry_seq), record);
+            batch.put(keys::LOG_SEQ_KEY, carry_seq.to_le_bytes().to_vec());
+        }
+        let mut sealed: Vec<(u64, Vec<Point>, SeriesRecord)> = Vec::with_capacity(parts.len());
         for part in parts {
             let Some(s) = st.series.get(&part.id) else {
                 continue;
             };
-            let same = unchanged_points(&s.head, &part.head);
-            for p in &same {
-                batch.delete(keys::id_ts_key(keys::POINT_PREFIX, part.id, p.ts));
-            }
+            let split = split_sealed(&s.head, &s.head_seqs, &part.head);
             let mut record = s.record.clone();
             record.sealed_max_ts = Some(
                 record
                     .sealed_max_ts
                     .map_or(part.max_ts, |m| m.max(part.max_ts)),
             );
+            // Every point of the series from records before the oldest
+            // one a point left in the head comes from is in chunks once
+            // this batch is durable (points added meanwhile come from
+            // later records).
+            let watermark = match split.rest_seqs.iter().min() {
+                Some(&oldest) => oldest - 1,
+                None => s.last_seq,
+            };
+            record.log_sealed = record.log_sealed.max(watermark);
             batch.put(keys::id_key(keys::META_PREFIX, part.id), record.encode());
             apply_ops(&mut batch, part.ops);
             core.metrics.chunks_written.add(part.chunks);
             core.metrics.chunk_bytes_written.add(part.chunk_bytes);
             core.metrics.chunk_points_written.add(part.chunk_points);
-            sealed.push((part.id, same, record.sealed_max_ts));
+            sealed.push((part.id, part.head, record));
         }
         let future = enqueue(&core.db, batch)?;
-        core.metrics.seals.inc();
-        for (id, same, sealed_max) in sealed {
-            let Some(s) = st.series.get_mut(&id) else {
-                continue;
-            };
-            s.head
-                .retain(|p| same.binary_search_by_key(&p.ts, |q| q.ts).is_err());
-            st.head_points = st.head_points.saturating_sub(same.len());
-            s.sealing = same;
-            s.record.sealed_max_ts = sealed_max;
+        if carry.is_some() {
+            st.next_log_seq += 1;
         }
-        future
+        core.metrics.seals.inc();
+        (future, carry, sealed)
     };
+    // Until the batch is durable the points stay in the heads, where
+    // writers and readers find them (a read merges the head over the
+    // chunks, so a point is seen once whether the chunk is visible yet or
+    // not). If the write fails nothing in memory has changed.
     let result = block_on(future);
     let mut guard = core.lock();
     let st = &mut *guard;
+    if result.is_ok() {
+        if let Some((seq, bytes, stuck)) = carry {
+            st.log_live.insert(seq, bytes);
+            st.log_live_bytes += bytes;
+            for (id, points) in stuck {
+                let Some(s) = st.series.get_mut(&id) else {
+                    continue;
+                };
+                let split = split_sealed(&s.head, &s.head_seqs, &points);
+                let mut seqs = Vec::with_capacity(s.head.len());
+                let (mut i, mut j) = (0, 0);
+                for p in &s.head {
+                    if split.same.get(i).is_some_and(|q| q.ts == p.ts) {
+                        seqs.push(seq);
+                        i += 1;
+                    } else {
+                        seqs.push(split.rest_seqs.get(j).copied().unwrap_or(seq));
+                        j += 1;
+                    }
+                }
+                s.head_seqs = seqs;
+                s.first_seq = s.head_seqs.iter().copied().min().unwrap_or(0);
+                s.last_seq = s.last_seq.max(seq);
+                st.repin(id);
+            }
+        }
+        for (id, points, record) in sealed {
+            let Some(s) = st.series.get_mut(&id) else {
+                continue;
+            };
+            let split = split_sealed(&s.head, &s.head_seqs, &points);
+            st.head_points = st.head_points.saturating_sub(split.same.len());
+            s.first_seq = split.rest_seqs.iter().copied().min().unwrap_or(0);
+            s.head = split.rest;
+            s.head_seqs = split.rest_seqs;
+            // Policy and retention change only on this thread, so the
+            // record is as it was when the batch was built.
+            s.record = record;
+            st.repin(id);
+        }
+    }
     for id in ids {
-        let Some(s) = st.series.get_mut(id) else {
-            continue;
-        };
-        s.sealing.clear();
-        if s.needs_seal(&core.opts) {
+        if st.series.get(id).is_some_and(|s| s.needs_seal(&core.opts)) {
             st.to_seal.insert(*id);
         }
     }
     result
 }
 
-/// The points of `snapshot` that `head` still holds with the same value
-/// (bit for bit): those a seal may remove from the head.
-fn unchanged_points(head: &[Point], snapshot: &[Point]) -> Vec<Point> {
-    snapshot
-        .iter()
-        .filter(|p| {
-            head.binary_search_by_key(&p.ts, |q| q.ts)
-                .ok()
-                .and_then(|i| head.get(i))
-                .is_some_and(|q| q.value.to_bits() == p.value.to_bits())
-        })
-        .copied()
-        .collect()
+/// Deletes the log records no head needs any more and every read sees,
+/// in one batch, and waits until that is durable.
+pub(crate) fn trim_log(core: &Core) -> Result<()> {
+    let future = {
+        let mut st = core.lock();
+        st.confirm(&core.db.snapshot())?;
+        let dead = st.take_dead_logs();
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::new();
+        for seq in dead.keys() {
+            batch.delete(keys::log_key(*seq));
+        }
+        match enqueue(&core.db, batch) {
+            Ok(f) => (f, dead),
+            Err(e) => {
+                st.untake_logs(dead);
+                return Err(e);
+            }
+        }
+    };
+    let (future, dead) = future;
+    let result = future.wait();
+    match result {
+        Ok(()) => core.metrics.log_records_deleted.add(dead.len() as u64),
+        // Still on disk: counted again, deleted by a later trim.
+        Err(_) => core.lock().untake_logs(dead),
+    }
+    result
+}
+
+/// A head split by a seal: the points sealed, and the rest.
+#[derive(Debug, Default, PartialEq)]
+struct Split {
+    same: Vec<Point>,
+    rest: Vec<Point>,
+    rest_seqs: Vec<u64>,
+}
+
+/// Splits `head` (with the log sequences `seqs`) into the points that
+/// `snapshot` (what the seal wrote) holds with the same value, bit for
+/// bit — those a seal removes from the head — and the rest (points added
+/// or rewritten since). Both inputs are sorted: one pass.
+fn split_sealed(head: &[Point], seqs: &[u64], snapshot: &[Point]) -> Split {
+    let mut out = Split {
+        same: Vec::with_capacity(snapshot.len()),
+        // The head grows back to about its size before the next seal.
+        rest: Vec::with_capacity(head.len()),
+        rest_seqs: Vec::with_capacity(head.len()),
+    };
+    let mut j = 0;
+    for (p, &seq) in head.iter().zip(seqs) {
+        while snapshot.get(j).is_some_and(|q| q.ts < p.ts) {
+            j += 1;
+        }
+        let sealed = snapshot
+            .get(j)
+            .is_some_and(|q| q.ts == p.ts && q.value.to_bits() == p.value.to_bits());
+        if sealed {
+            out.same.push(*p);
+        } else {
+            out.rest.push(*p);
+            out.rest_seqs.push(seq);
+        }
+    }
+    out
 }
 
 /// Merges `head` (sorted) into the chunks of the windows it touches.
@@ -492,6 +660,7 @@ fn delete_range(core: &Core, id: u64, from: i64, to: i64) -> Result<()> {
     let Some(name) = series_name(core, id) else {
         return Ok(());
     };
+    seal_whole(core, id, &name, "deleted")?;
     {
         let mut st = core.lock();
         if let Some(s) = st.series.get_mut(&id) {
@@ -536,27 +705,24 @@ fn delete_range_inner(core: &Core, id: u64, name: &str, from: i64, to: i64) -> R
         }
         Ok(true)
     })?;
-    let future = {
-        let mut guard = core.lock();
-        let st = &mut *guard;
-        let Some(s) = st.series.get_mut(&id) else {
-            return write_now(core, &mut batch);
-        };
-        let gone: Vec<Point> = s
-            .head
-            .iter()
-            .filter(|p| from <= p.ts && p.ts <= to)
-            .copied()
-            .collect();
-        for p in &gone {
-            batch.delete(keys::id_ts_key(keys::POINT_PREFIX, id, p.ts));
-        }
-        let f = enqueue(&core.db, batch)?;
-        s.head.retain(|p| p.ts < from || p.ts > to);
-        st.head_points = st.head_points.saturating_sub(gone.len());
-        f
-    };
-    future.wait()
+    // The head's points in the range were sealed before; points added
+    // since came after the delete was asked for, and stay.
+    write_now(core, &mut batch)
+}
+
+/// Seals the whole head of `id`, so that its points are in chunks and its
+/// watermark covers every log record so far (what a delete or a retention
+/// sweep needs before it changes chunks: replaying the log must not bring
+/// the points back).
+fn seal_whole(core: &Core, id: u64, name: &str, what: &str) -> Result<()> {
+    seal(core, &[id], true)?;
+    let st = core.lock();
+    match st.series.get(&id) {
+        Some(s) if s.seal_failed => Err(Error::InvalidArgument(format!(
+            "series {name}: its points cannot be sealed into chunks (a damaged chunk, reported in the log), so none can be {what}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Removes a series from the catalog with its head, leaving a marker
@@ -571,11 +737,12 @@ fn delete_series(core: &Core, id: u64) -> Result<()> {
         let mut batch = WriteBatch::new();
         batch.delete(keys::name_key(&s.canonical));
         batch.delete(keys::id_key(keys::META_PREFIX, id));
-        for p in &s.head {
-            batch.delete(keys::id_ts_key(keys::POINT_PREFIX, id, p.ts));
-        }
         batch.put(keys::id_key(keys::DELETING_PREFIX, id), Vec::new());
         let f = enqueue(&core.db, batch)?;
+        // Its log records hold points of an id no catalog record names
+        // any more: recovery skips them, and they go with the next trim.
+        st.unpin(id);
+        st.to_seal_full.remove(&id);
         if let Some(s) = st.series.remove(&id) {
             st.by_name.remove(&s.canonical);
             st.head_points = st.head_points.saturating_sub(s.head.len());
@@ -604,20 +771,48 @@ fn purge_chunks(core: &Core, id: u64) -> Result<()> {
 
 /// Drops, for every series with a retention, the chunk windows that
 /// ended before `now_ms - retention` (whole chunks, found by their keys
-/// alone) and the head points in them.
+/// alone). A series that has something to drop and points in the log
+/// past its watermark is sealed whole first: a partial seal leaves the
+/// records of its sealed points live while a newer point pins them, and
+/// replaying them must not bring back what retention dropped.
 fn sweep(core: &Core, now_ms: i64) -> Result<()> {
-    let targets: Vec<(u64, i64)> = {
+    let targets: Vec<(u64, i64, bool, bool)> = {
         let st = core.lock();
         st.series
             .values()
             .filter_map(|s| {
                 let r = s.retention_ms(st.default_retention_ms);
-                (r > 0).then(|| (s.id, core.opts.window_start(now_ms.saturating_sub(r))))
+                (r > 0).then(|| {
+                    let cutoff = core.opts.window_start(now_ms.saturating_sub(r));
+                    let old_head = s.head.first().is_some_and(|p| p.ts < cutoff);
+                    let logged = s.last_seq > s.record.log_sealed;
+                    (s.id, cutoff, old_head, logged)
+                })
             })
             .collect()
     };
+    let mut unsealed = Vec::new();
+    for &(id, cutoff, old_head, logged) in &targets {
+        if !logged {
+            continue;
+        }
+        let start = keys::id_key(keys::CHUNK_PREFIX, id);
+        let end = keys::id_ts_key(keys::CHUNK_PREFIX, id, cutoff);
+        let old_chunk = !core.db.scan(&start, Some(&end), 1)?.is_empty();
+        if old_head || old_chunk {
+            let name = series_name(core, id).unwrap_or_default();
+            if let Err(e) = seal_whole(core, id, &name, "dropped by retention") {
+                // Its chunks stay until a sweep can seal it.
+                core.report("retention", &e);
+                unsealed.push(id);
+            }
+        }
+    }
     let mut batch = WriteBatch::new();
-    for &(id, cutoff) in &targets {
+    for &(id, cutoff, _, _) in &targets {
+        if unsealed.contains(&id) {
+            continue;
+        }
         let start = keys::id_key(keys::CHUNK_PREFIX, id);
         let end = keys::id_ts_key(keys::CHUNK_PREFIX, id, cutoff);
         for_each(&core.db, &start, &end, |k, _| {
@@ -629,32 +824,7 @@ fn sweep(core: &Core, now_ms: i64) -> Result<()> {
             Ok(true)
         })?;
     }
-    let future = {
-        let mut guard = core.lock();
-        let st = &mut *guard;
-        let mut drops: Vec<(u64, i64, usize)> = Vec::new();
-        for &(id, cutoff) in &targets {
-            let Some(s) = st.series.get(&id) else {
-                continue;
-            };
-            let old = s.head.partition_point(|p| p.ts < cutoff);
-            for p in s.head.iter().take(old) {
-                batch.delete(keys::id_ts_key(keys::POINT_PREFIX, id, p.ts));
-            }
-            if old > 0 {
-                drops.push((id, cutoff, old));
-            }
-        }
-        let f = enqueue(&core.db, std::mem::take(&mut batch))?;
-        for (id, _, n) in drops {
-            if let Some(s) = st.series.get_mut(&id) {
-                s.head.drain(..n.min(s.head.len()));
-            }
-            st.head_points = st.head_points.saturating_sub(n);
-        }
-        f
-    };
-    future.wait()
+    write_now(core, &mut batch)
 }
 
 #[cfg(test)]
@@ -678,8 +848,15 @@ mod tests {
 
     #[test]
     fn only_unchanged_points_leave_the_head() {
-        let head = [p(1, 1.0), p(2, 2.5), p(4, 4.0)];
-        let snap = [p(1, 1.0), p(2, 2.0), p(3, 3.0)];
-        assert_eq!(unchanged_points(&head, &snap), vec![p(1, 1.0)]);
+        let head = [p(1, 1.0), p(2, 2.5), p(4, 4.0), p(5, 5.0)];
+        let snap = [p(1, 1.0), p(2, 2.0), p(3, 3.0), p(5, 5.0)];
+        assert_eq!(
+            split_sealed(&head, &[7, 9, 8, 6], &snap),
+            Split {
+                same: vec![p(1, 1.0), p(5, 5.0)],
+                rest: vec![p(2, 2.5), p(4, 4.0)],
+                rest_seqs: vec![9, 8],
+            }
+        );
     }
 }

@@ -12,29 +12,44 @@
 //! (the *maintenance* thread) seals heads into chunks, deletes, and applies
 //! retention; it is the only writer of chunks.
 //!
-//! # Storage: head points and sealed chunks
+//! # Storage: a log record per add, heads in memory, sealed chunks
 //!
 //! ```text
-//! add (one engine batch, durable on ack)      maintenance thread (one batch per round)
-//!   ts/p/<id><ts> = value   per point  ──seal──>  ts/c/<id><first ts> = chunk  (put)
-//!   ts/s/.., ts/i/.. (a new series)                ts/p/<id><ts>                (delete)
-//!                                                  ts/i/<id> (sealed_max_ts)    (put)
+//! add (one engine batch, durable on ack)       maintenance thread
+//!   ts/l/<seq> = every point of the add  ──seal──>  ts/c/<id><first ts> = chunk   (put)
+//!   ts/o/log_seq = seq                              ts/i/<id> (watermark)         (put)
+//!   ts/s/.., ts/i/.. (a new series)       ──trim──>  ts/l/<seq> no head needs     (delete)
 //! ```
 //!
-//! The keys and the catalog record are drawn in [`keys`], the chunk format
-//! in [`chunk`].
+//! The keys and the catalog record are drawn in [`keys`], the log record
+//! in `log.rs`, the chunk format in [`chunk`].
 //!
-//! **Why a head of small keys.** The engine has no merge operator, and
+//! **Why a log record per add.** The engine has no merge operator, and
 //! appending a point to a chunk value would rewrite the chunk through the
-//! WAL at every point. So a new point is written as its own head key
-//! (21-byte key, 8-byte value): one engine batch per add request, durable
-//! when acknowledged, crash-safe by the WAL alone. Each series keeps its
-//! head in memory too (sorted `(ts, value)`, in `state.rs`), updated
-//! under one mutex at the moment its batch is enqueued, so the memory
-//! follows the WAL's order. When a head holds `head_points_max` points
-//! (120) or spans two chunk windows (2 h), the maintenance thread seals it:
-//! one atomic batch puts the chunk(s) and deletes the head keys. On open,
-//! heads are rebuilt by scanning `ts/p/` (cost: the unsealed points only).
+//! WAL at every point. So an add is written as one compact value holding
+//! all its points (about 10 bytes a point at a 10 s step), one engine
+//! batch per add request, durable when acknowledged, crash-safe by the WAL
+//! alone: one WAL entry and one memtable insert per add, not per point.
+//! Each series keeps its unsealed points in memory (its *head*: sorted
+//! `(ts, value)` with the log sequence of each, in `state.rs`), updated
+//! under one mutex at the moment the batch is enqueued, so the heads
+//! follow the log's order. A record stores the values after the duplicate
+//! policy was applied, so replaying it sets values and never combines
+//! them. When a head spans two chunk windows its closed windows' points
+//! are sealed; when it holds `head_points_max` points (1024) all are. A
+//! seal is one atomic batch of chunks and catalog records, each with the
+//! series' watermark: every point of the series from log records up to it
+//! is in chunks. Once that batch is durable, the records below the oldest
+//! one any head still holds a point from are deleted. When the live
+//! records exceed `log_bytes_max` (64 MiB) the heads pinning the oldest
+//! ones are sealed whole, early; past twice that, adds are refused until
+//! the sealer catches up. On open, heads are rebuilt by replaying the live
+//! records in order, each series' points only past its watermark (cost:
+//! the live log, never the chunks); a record failing its crc32 is a
+//! corruption error naming its key. Deletes and retention seal the
+//! series' head whole first, so no replay can bring back what they drop.
+//! Databases of the previous format (a head key `ts/p/<id><ts>` per
+//! point) have their head keys moved into one log record on open.
 //!
 //! **Chunks and windows.** Chunks never straddle a multiple of
 //! `chunk_window_ms`; a seal merges the head into the chunks of the window
@@ -52,38 +67,44 @@
 //!
 //! **Duplicate timestamps** follow the series' policy ([`DupPolicy`],
 //! stored in its catalog record, `last` by default), resolved when the
-//! point is written against the head, the seal in flight and the chunk;
+//! point is written against the head and the chunk;
 //! what is stored is then plain "newest write wins": on a read the head
 //! beats a chunk, and a seal's merge lets the head win.
 //!
-//! **Reads** take one engine snapshot and merge the series' chunks (from
-//! the window holding `from`) with its head keys in time order; they never
-//! see a write before it is durable, and see a seal entirely or not at
-//! all. Aggregation streams ([`aggregate`]); memory is a page of keys plus
-//! one decoded chunk.
+//! **Reads** take one engine snapshot and, under the mutex, a copy of the
+//! series' head in the range (which keeps a seal's points until its
+//! chunks are durable), and merge the chunks (from the window holding
+//! `from`) with it in time order, the head winning a tie, so a point being
+//! sealed is seen exactly once. They never
+//! see a write before it is durable: a head point whose log record the
+//! snapshot does not see yet makes the read wait for it and start again.
+//! Aggregation streams ([`aggregate`]); memory is a page of keys, one
+//! decoded chunk and the head.
 //!
 //! **Retention** (per series, else the database default, else forever)
 //! is applied by the maintenance thread: every
 //! `retention_sweep_interval_ms` (60 s) and right after it is set. It
 //! drops whole windows that ended before `now - retention` by deleting
-//! their chunk keys, found by key alone, plus head points in them — never
-//! a rewrite. Points inside a window that is only partly expired stay
+//! their chunk keys, found by key alone — never a rewrite. A series with
+//! something to drop and points in the log past its watermark is sealed
+//! whole first, so that no replay brings the dropped points back. Points inside a window that is only partly expired stay
 //! until the whole window is (at most one window longer than asked). A
 //! write older than the cutoff is refused.
 //!
 //! **Deletes** run on the maintenance thread and are acknowledged when
-//! done. A series: its catalog records and head keys go in one batch with
-//! a marker `ts/d/<id>` (from then on the series is gone), then its chunks
-//! in batches, then the marker (an interrupted purge resumes on open). A
-//! range: chunks overlapping it are rewritten without the range (those
-//! inside it deleted), then the head points, in one batch — or, for a
-//! range whose chunk changes exceed 4 MiB, in several, each durable
-//! before the next.
+//! done. A series: its catalog records go in one batch with a marker
+//! `ts/d/<id>` (from then on the series is gone, and replay skips its
+//! points), then its chunks in batches, then the marker (an interrupted
+//! purge resumes on open). A range: the head is sealed whole, then chunks
+//! overlapping the range are rewritten without it (those inside it
+//! deleted) in one batch — or, for a range whose chunk changes exceed
+//! 4 MiB, in several, each durable before the next.
 //!
 //! **Bounds**: series names and labels ([`series`]); points per add
 //! (`add_points_max`, 500 000); series (`series_max`, 1 000 000); points in
 //! all heads (`head_points_total_max`, 4 Mi; beyond it adds are refused
-//! until sealing catches up); chunk points (`chunk_points_max`).
+//! until sealing catches up); live log bytes (`log_bytes_max`, above);
+//! chunk points (`chunk_points_max`).
 //!
 //! # Measured
 //!
@@ -91,18 +112,20 @@
 //! 10 s for a day, each a clamped integer random walk: 8.64 M points),
 //! embedded, durability `sync`, adds of 100 000 points, then `seal_all`
 //! and a full compaction: **0.343 bytes per point** in tables (the chunk
-//! values alone: 0.326). A 720-point chunk of that data is 216 bytes
+//! values alone: 0.312). A 720-point chunk of that data is 216 bytes
 //! (0.300 bytes/point: zero bits per timestamp, about two per value); a
 //! float random walk with millisecond jitter, which takes Gorilla's XOR
 //! path, 7.8 bytes/point. Chunk codec: encode 71 M points/s, decode
-//! 129 M points/s. Durable ingest through the library: 0.31 to 0.55 M
-//! points/s with adds of 100 000 points (runs vary on this shared VM),
-//! 0.43 M with adds of 10 000, 0.18 M with adds of 1 000; the cost is the
-//! engine's (a memtable insert and about 32 WAL bytes per head key), not
-//! the layer's. Queries on one series over a day: all 8 640 points
-//! 0.14 ms, hourly averages 0.15 ms, latest point 7 µs; a count over each
-//! of 100 series 15 ms. Machine: 2 vCPU AMD EPYC VM, ext4 on a virtio
-//! disk, Linux 6.18.
+//! 129 M points/s. Durable ingest through the library with a log record
+//! per add: 4.7 M points/s with adds of 100 000 points, 3.65 M with adds
+//! of 10 000, 0.47 M with adds of 1 000 (bound by one fdatasync per add);
+//! with a head key per point it was 0.32 M, 0.38 M and 0.33 M in the same
+//! session. Through the server (`cityhall client ts import`, `sync`):
+//! 3.05 to 3.09 M points/s, against 0.32 M before. Queries on one series
+//! over a day: all 8 640 points 0.17 ms, hourly averages 0.21 ms, latest
+//! point 9 µs; a count over each of 100 series 22 ms (BENCHMARKS.md has
+//! the runs and their load). Machine: 2 vCPU AMD EPYC VM, ext4 on a
+//! virtio disk, Linux 6.18.
 //!
 //! ```text
 //! CITYHALL_TS_HOSTS=100 cargo bench --bench ts -- at_rest
@@ -114,6 +137,7 @@ pub mod bits;
 pub mod chunk;
 pub mod keys;
 pub mod line_protocol;
+mod log;
 mod maintenance;
 pub mod options;
 mod query;
@@ -292,6 +316,7 @@ pub(crate) struct TsMetrics {
     pub chunk_points_written: Counter,
     pub chunks_dropped_by_retention: Counter,
     pub maintenance_errors: Counter,
+    pub log_records_deleted: Counter,
 }
 
 /// State shared by the handles and the maintenance thread.
@@ -602,12 +627,20 @@ impl TimeSeries {
     pub fn report(&self, out: &mut MetricsSnapshot) {
         let c = self.core();
         let m = &c.metrics;
-        let (series, head_points) = {
+        let (series, head_points, log_records, log_bytes) = {
             let st = c.lock();
-            (st.series.len(), st.head_points)
+            (
+                st.series.len(),
+                st.head_points,
+                st.log_live.len(),
+                st.log_live_bytes,
+            )
         };
         out.gauge("ts.series", series as f64);
         out.gauge("ts.head_points", head_points as f64);
+        out.gauge("ts.log_records", log_records as f64);
+        out.gauge("ts.log_bytes", log_bytes as f64);
+        out.counter("ts.log_records_deleted", m.log_records_deleted.get());
         out.counter("ts.points_written", m.points_written.get());
         out.counter("ts.series_created", m.series_created.get());
         out.counter("ts.seals", m.seals.get());
@@ -630,8 +663,8 @@ impl TimeSeries {
         out.counter("ts.maintenance_errors", m.maintenance_errors.get());
     }
 
-    /// Stops the maintenance thread. Heads stay as head keys (durable);
-    /// the database itself is not closed.
+    /// Stops the maintenance thread. Heads stay in their log records
+    /// (durable); the database itself is not closed.
     pub fn close(&self) {
         self.handle.stop();
     }

@@ -12,8 +12,13 @@ pub fn system_now_ms() -> i64 {
 #[derive(Clone, Debug)]
 pub struct TsOptions {
     /// A series' head is sealed into its chunk once it holds this many
-    /// points (or once it spans two chunk windows).
+    /// points (or once it spans two chunk windows: then the closed
+    /// windows' points are sealed).
     pub head_points_max: usize,
+    /// Bytes of live log records (`ts/l/`, the points not yet in chunks)
+    /// beyond which the heads pinning the oldest records are sealed early,
+    /// so that memory and the replay on open stay bounded.
+    pub log_bytes_max: u64,
     /// Chunks never straddle a multiple of this; retention drops whole
     /// windows.
     pub chunk_window_ms: i64,
@@ -38,7 +43,8 @@ pub struct TsOptions {
 impl Default for TsOptions {
     fn default() -> Self {
         TsOptions {
-            head_points_max: 120,
+            head_points_max: 1024,
+            log_bytes_max: 64 << 20,
             chunk_window_ms: 2 * 3_600_000,
             chunk_points_max: 1024,
             out_of_order_window_ms: 3_600_000,
@@ -57,6 +63,7 @@ impl TsOptions {
         self.head_points_max = self
             .head_points_max
             .clamp(1, super::chunk::CHUNK_POINTS_MAX);
+        self.log_bytes_max = self.log_bytes_max.max(1);
         self.chunk_window_ms = self.chunk_window_ms.max(1);
         self.chunk_points_max = self
             .chunk_points_max

@@ -1,13 +1,19 @@
 //! The read path: range queries, the latest point, series listings.
 //!
-//! Every read takes one engine snapshot and reads only from it, so a seal
-//! (one atomic batch that writes a chunk and deletes the head keys it
-//! holds) is seen entirely or not at all, and nothing not yet durable is
-//! seen. A range merges two streams of the snapshot in time order: the
-//! series' chunks (from the window holding `from`, since chunks never
-//! straddle a window) and its head keys; on a tie the head point wins (it
-//! is the newer write). Both are read a page at a time, so memory stays
-//! bounded by a page plus one decoded chunk whatever the range.
+//! A read takes, under the state mutex, one engine snapshot and a copy of
+//! the series' head within the range (a seal removes points from the head
+//! only once its chunks are durable). A range merges the two in time
+//! order: the snapshot's chunks (from the window holding `from`, since
+//! chunks never straddle a window), read a page at a time, and the head's
+//! points; on a tie the head wins (it is the newer write, or the same
+//! value a seal in flight is writing into the chunk), so a point being
+//! sealed is seen exactly once.
+//!
+//! Nothing not yet durable is seen: the head runs ahead of durability by
+//! the adds in flight, so when the copy holds a point whose log record
+//! the snapshot does not see yet (`ts/o/log_seq`), the read lets go of the
+//! mutex, waits for the record to become durable, and starts again. Memory
+//! stays bounded by a page, one decoded chunk and the series' head.
 
 use std::collections::VecDeque;
 
@@ -66,9 +72,10 @@ struct PointStream<'a> {
     name: String,
     from: i64,
     to: i64,
-    heads: Paged<'a>,
+    /// The points in memory, in time order, and the next one's index.
+    memory: Vec<Point>,
+    memory_next: usize,
     chunks: Paged<'a>,
-    head_peek: Option<Point>,
     /// The decoded chunk and the index of its next point.
     chunk_points: Vec<Point>,
     chunk_next: usize,
@@ -76,17 +83,16 @@ struct PointStream<'a> {
 }
 
 impl<'a> PointStream<'a> {
-    fn new(core: &Core, snap: &'a Snapshot, id: u64, name: String, from: i64, to: i64) -> Self {
-        let (hs, he) = keys::ts_range(keys::POINT_PREFIX, id, from, to);
-        let (_, ce) = keys::ts_range(keys::CHUNK_PREFIX, id, from, to);
-        let cs = keys::id_ts_key(keys::CHUNK_PREFIX, id, core.opts.window_start(from));
+    fn new(core: &Core, view: &'a View, name: String, from: i64, to: i64) -> Self {
+        let (_, ce) = keys::ts_range(keys::CHUNK_PREFIX, view.id, from, to);
+        let cs = keys::id_ts_key(keys::CHUNK_PREFIX, view.id, core.opts.window_start(from));
         PointStream {
             name,
             from,
             to,
-            heads: Paged::new(snap, hs, he),
-            chunks: Paged::new(snap, cs, ce),
-            head_peek: None,
+            memory: view.memory.clone(),
+            memory_next: 0,
+            chunks: Paged::new(&view.snap, cs, ce),
             chunk_points: Vec::new(),
             chunk_next: 0,
             failed: false,
@@ -94,16 +100,7 @@ impl<'a> PointStream<'a> {
     }
 
     fn peek_head(&mut self) -> Result<Option<Point>> {
-        if self.head_peek.is_none() {
-            if let Some((k, v)) = self.heads.next()? {
-                let (_, ts) = keys::parse_id_ts_key(keys::POINT_PREFIX, &k)
-                    .ok_or_else(|| bad_key(&k, "bad head point key"))?;
-                let value = keys::parse_point_value(&v)
-                    .ok_or_else(|| bad_key(&k, "head point value is not 8 bytes"))?;
-                self.head_peek = Some(Point { ts, value });
-            }
-        }
-        Ok(self.head_peek)
+        Ok(self.memory.get(self.memory_next).copied())
     }
 
     fn peek_chunk(&mut self) -> Result<Option<Point>> {
@@ -131,7 +128,7 @@ impl<'a> PointStream<'a> {
                 if c.is_some_and(|c| c.ts == h.ts) {
                     self.chunk_next += 1;
                 }
-                self.head_peek = None;
+                self.memory_next += 1;
                 Some(h)
             }
             (_, c) => {
@@ -195,52 +192,89 @@ pub fn check_range(q: &RangeQuery) -> Result<()> {
     Ok(())
 }
 
+/// What a read of one series sees: an engine snapshot and the series'
+/// durable points in memory within the range.
+struct View {
+    id: u64,
+    snap: Snapshot,
+    memory: Vec<Point>,
+}
+
+/// Most waits of a read for an add in flight to become durable (each
+/// [`DURABLE_POLL`]): ten seconds, far beyond a group commit.
+const DURABLE_WAITS_MAX: u32 = 50_000;
+const DURABLE_POLL: std::time::Duration = std::time::Duration::from_micros(200);
+
+/// Takes the [`View`] of `key` over `[from, to]`; `None` if the series
+/// does not exist.
+fn view(core: &Core, key: &SeriesKey, from: i64, to: i64) -> Result<Option<View>> {
+    let canonical = key.canonical();
+    let mut waits = 0u32;
+    loop {
+        let need = {
+            let mut st = core.lock();
+            let Some(&id) = st.by_name.get(&canonical) else {
+                return Ok(None);
+            };
+            let snap = core.db.snapshot();
+            st.confirm(&snap)?;
+            let Some(s) = st.series.get(&id) else {
+                return Ok(None);
+            };
+            let (memory, newest) = s.memory_points(from, to);
+            if newest <= st.confirmed_log_seq {
+                return Ok(Some(View { id, snap, memory }));
+            }
+            newest
+        };
+        if let Some(reason) = core.db.poisoned() {
+            return Err(Error::Poisoned(reason));
+        }
+        waits += 1;
+        if waits > DURABLE_WAITS_MAX {
+            return Err(Error::LimitExceeded {
+                what: format!(
+                    "series {canonical}: the add of log record {need} is still not durable; the read gave up waiting"
+                ),
+            });
+        }
+        std::thread::sleep(DURABLE_POLL);
+    }
+}
+
 pub(crate) fn range(core: &Core, key: &SeriesKey, q: &RangeQuery) -> Result<Option<RangePage>> {
     check_range(q)?;
-    let Some(id) = core.id_of(key) else {
+    let Some(view) = view(core, key, q.from, q.to)? else {
         return Ok(None);
     };
-    let snap = core.db.snapshot();
-    let stream = PointStream::new(core, &snap, id, key.canonical(), q.from, q.to);
+    let stream = PointStream::new(core, &view, key.canonical(), q.from, q.to);
     aggregate::page(stream, q.agg, q.bucket_ms, q.limit).map(Some)
 }
 
 pub(crate) fn latest(core: &Core, key: &SeriesKey) -> Result<Option<Option<Point>>> {
-    let (id, hint) = {
+    let hint = {
         let st = core.lock();
         let Some(&id) = st.by_name.get(&key.canonical()) else {
             return Ok(None);
         };
-        (id, st.series.get(&id).and_then(|s| s.record.sealed_max_ts))
+        st.series.get(&id).and_then(|s| s.record.sealed_max_ts)
     };
-    let snap = core.db.snapshot();
-    let mut head = None;
-    let (hs, he) = keys::ts_range(keys::POINT_PREFIX, id, i64::MIN, i64::MAX);
-    for_each(&snap, &hs, &he, |k, v| {
-        head = Some((k, v));
-        Ok(true)
-    })?;
-    let head = match head {
-        Some((k, v)) => {
-            let (_, ts) = keys::parse_id_ts_key(keys::POINT_PREFIX, &k)
-                .ok_or_else(|| bad_key(&k, "bad head point key"))?;
-            let value = keys::parse_point_value(&v)
-                .ok_or_else(|| bad_key(&k, "head point value is not 8 bytes"))?;
-            Some(Point { ts, value })
-        }
-        None => None,
+    let Some(view) = view(core, key, i64::MIN, i64::MAX)? else {
+        return Ok(None);
     };
+    let (id, snap) = (view.id, &view.snap);
+    let head = view.memory.last().copied();
     let ce = keys::id_end(keys::CHUNK_PREFIX, id);
     let mut last = None;
     if let Some(h) = hint {
         let cs = keys::id_ts_key(keys::CHUNK_PREFIX, id, core.opts.window_start(h));
-        for_each(&snap, &cs, &ce, |k, v| {
+        for_each(snap, &cs, &ce, |k, v| {
             last = Some((k, v));
             Ok(true)
         })?;
     }
     if last.is_none() {
-        for_each(&snap, &keys::id_key(keys::CHUNK_PREFIX, id), &ce, |k, v| {
+        for_each(snap, &keys::id_key(keys::CHUNK_PREFIX, id), &ce, |k, v| {
             last = Some((k, v));
             Ok(true)
         })?;
@@ -324,35 +358,33 @@ pub(crate) fn count_runs(
             "range from {from} is after to {to}"
         )));
     }
-    let Some(id) = core.id_of(key) else {
+    let Some(view) = view(core, key, from, to)? else {
         return Ok(false);
     };
     let name = key.canonical();
-    let snap = core.db.snapshot();
-    // The stream supplies the head points in [from, to]; the chunks are
-    // read here, by header.
-    let mut heads = PointStream::new(core, &snap, id, name.clone(), from, to);
-    let (_, ce) = keys::ts_range(keys::CHUNK_PREFIX, id, from, to);
-    let cs = keys::id_ts_key(keys::CHUNK_PREFIX, id, core.opts.window_start(from));
-    let mut chunks = Paged::new(&snap, cs, ce);
+    // The head points in [from, to], in time order, come from the view;
+    // the chunks are read here, by header.
+    let heads = &view.memory;
+    let mut h = 0usize;
+    let (_, ce) = keys::ts_range(keys::CHUNK_PREFIX, view.id, from, to);
+    let cs = keys::id_ts_key(keys::CHUNK_PREFIX, view.id, core.opts.window_start(from));
+    let mut chunks = Paged::new(&view.snap, cs, ce);
     let one = |ts| TsRun {
         first: ts,
         step: 0,
         count: 1,
     };
+    let head_at = |h: usize| heads.get(h).copied();
     let mut decoded = Vec::new();
     while let Some((k, v)) = chunks.next()? {
         let s = chunk::summary(&v).map_err(|e| chunk_corruption(&name, &k, e))?;
         // Head points before the chunk are in no chunk still to come.
-        while let Some(h) = heads.peek_head()?.filter(|h| h.ts < s.first_ts) {
-            sink(one(h.ts));
-            heads.head_peek = None;
+        while let Some(p) = head_at(h).filter(|p| p.ts < s.first_ts) {
+            sink(one(p.ts));
+            h += 1;
         }
-        let head_inside = |heads: &mut PointStream<'_>, last: i64| -> Result<bool> {
-            Ok(heads.peek_head()?.is_some_and(|h| h.ts <= last))
-        };
         if let (Some(step), Some(last)) = (s.step, s.last_ts()) {
-            if !head_inside(&mut heads, last)? {
+            if head_at(h).is_none_or(|p| p.ts > last) {
                 if let Some(run) = clip_run(s.first_ts, step, s.count as u64, from, to) {
                     sink(run);
                 }
@@ -363,22 +395,23 @@ pub(crate) fn count_runs(
         chunk::decode_into(&v, &mut decoded).map_err(|e| chunk_corruption(&name, &k, e))?;
         let last = decoded.last().map_or(s.first_ts, |p| p.ts);
         for p in decoded.iter().filter(|p| p.ts >= from && p.ts <= to) {
-            while let Some(h) = heads.peek_head()?.filter(|h| h.ts <= p.ts) {
-                if h.ts < p.ts {
-                    sink(one(h.ts));
+            // A head point at a chunk point's timestamp is that point.
+            while let Some(q) = head_at(h).filter(|q| q.ts <= p.ts) {
+                if q.ts < p.ts {
+                    sink(one(q.ts));
                 }
-                heads.head_peek = None;
+                h += 1;
             }
             sink(one(p.ts));
         }
-        while let Some(h) = heads.peek_head()?.filter(|h| h.ts <= last) {
-            sink(one(h.ts));
-            heads.head_peek = None;
+        while let Some(q) = head_at(h).filter(|q| q.ts <= last) {
+            sink(one(q.ts));
+            h += 1;
         }
     }
-    while let Some(h) = heads.peek_head()? {
-        sink(one(h.ts));
-        heads.head_peek = None;
+    while let Some(q) = head_at(h) {
+        sink(one(q.ts));
+        h += 1;
     }
     Ok(true)
 }

@@ -40,12 +40,22 @@ fn invalid(msg: String) -> Error {
     Error::InvalidArgument(msg)
 }
 
+/// Whether every byte of `s` is ASCII alphanumeric or one of `extra`
+/// (the common case, checked without decoding characters).
+fn all_ascii_in(s: &str, extra: &[u8]) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || extra.contains(&b))
+}
+
 fn check_name(name: &str) -> Result<()> {
     if name.is_empty() || name.len() > SERIES_NAME_BYTES_MAX {
         return Err(invalid(format!(
             "series name of {} bytes: must be 1 to {SERIES_NAME_BYTES_MAX}",
             name.len()
         )));
+    }
+    if all_ascii_in(name, b"_.:/-") {
+        return Ok(());
     }
     if let Some(c) = name
         .chars()
@@ -64,19 +74,27 @@ fn check_label(key: &str, value: &str) -> Result<()> {
             "label key {key:?}: must be 1 to {LABEL_KEY_BYTES_MAX} bytes"
         )));
     }
-    if let Some(c) = key
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "_.:-".contains(*c)))
-    {
-        return Err(invalid(format!(
-            "label key {key:?}: character {c:?} not allowed (use A-Z a-z 0-9 _ . : -)"
-        )));
+    if !all_ascii_in(key, b"_.:-") {
+        if let Some(c) = key
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || "_.:-".contains(*c)))
+        {
+            return Err(invalid(format!(
+                "label key {key:?}: character {c:?} not allowed (use A-Z a-z 0-9 _ . : -)"
+            )));
+        }
     }
     if value.is_empty() || value.len() > LABEL_VALUE_BYTES_MAX {
         return Err(invalid(format!(
             "label {key}: value must be 1 to {LABEL_VALUE_BYTES_MAX} bytes, not {}",
             value.len()
         )));
+    }
+    let plain = value
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && !b",={}".contains(&b));
+    if plain {
+        return Ok(());
     }
     if let Some(c) = value
         .chars()
@@ -131,7 +149,19 @@ impl SeriesKey {
                 let Some(inner) = rest.strip_suffix('}') else {
                     return Err(invalid(format!("series {text:?}: missing closing brace")));
                 };
-                Self::new(name, &parse_labels(inner)?)
+                // Borrowed pairs: `new` copies each once.
+                let mut labels: Vec<(&str, &str)> = Vec::new();
+                if !inner.is_empty() {
+                    for pair in inner.split(',') {
+                        match pair.split_once('=') {
+                            Some(kv) => labels.push(kv),
+                            None => {
+                                return Err(invalid(format!("label {pair:?} is not key=value")))
+                            }
+                        }
+                    }
+                }
+                Self::new(name, &labels)
             }
         }
     }

@@ -1,13 +1,14 @@
 //! The write path: adding points, and the catalog settings (retention,
 //! duplicate policy).
 //!
-//! An add is one engine batch: every point becomes a head key
-//! `ts/p/<id><ts>` and a new series its catalog keys, all or nothing, and
-//! it is acknowledged when that batch is durable. The whole request is
-//! checked first (finite values, retention, the out-of-order window, the
-//! duplicate policy) against the heads and the chunks, under the state
-//! mutex; the batch is enqueued and the heads changed under the same
-//! hold of the mutex, so heads follow the WAL's order.
+//! An add is one engine batch: one log record `ts/l/<seq>` holding every
+//! point of the request (see [`super::log`]), `ts/o/log_seq`, and the
+//! catalog keys of the new series, all or nothing; it is acknowledged
+//! when that batch is durable. The whole request is checked first (finite
+//! values, retention, the out-of-order window, the duplicate policy)
+//! against the heads and the chunks, under the state mutex; the batch is
+//! enqueued and the heads changed under the same hold of the mutex, so
+//! heads follow the log's order.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,19 +17,49 @@ use crate::error::{Error, Result};
 
 use super::chunk;
 use super::keys::{self, SeriesRecord};
+use super::log::LogEncoder;
 use super::series::SeriesKey;
 use super::state::{self, Series};
-use super::{enqueue, enqueue_write, Core, DupPolicy, Retention, SeriesPoints, TsFuture};
+use super::{enqueue, enqueue_write, Core, DupPolicy, Point, Retention, SeriesPoints, TsFuture};
 use crate::db::WriteFuture;
 
 /// The points one request stores for one series.
-struct Stage {
+struct Stage<'a> {
     id: u64,
-    key: SeriesKey,
+    key: &'a SeriesKey,
     canonical: String,
     is_new: bool,
     newest: Option<i64>,
-    points: BTreeMap<i64, f64>,
+    /// Policy `last`: the points in request order (sorted at the end).
+    points: Vec<Point>,
+    /// Other policies: the values resolved so far.
+    resolved: BTreeMap<i64, f64>,
+}
+
+impl Stage<'_> {
+    /// The points to store: strictly increasing, the last write of a
+    /// timestamp winning.
+    fn finish(&mut self) {
+        if !self.resolved.is_empty() {
+            self.points = std::mem::take(&mut self.resolved)
+                .into_iter()
+                .map(|(ts, value)| Point { ts, value })
+                .collect();
+            return;
+        }
+        if self.points.windows(2).all(|w| w[0].ts < w[1].ts) {
+            return;
+        }
+        self.points.sort_by_key(|p| p.ts);
+        let mut out: Vec<Point> = Vec::with_capacity(self.points.len());
+        for p in self.points.drain(..) {
+            match out.last_mut() {
+                Some(q) if q.ts == p.ts => *q = p,
+                _ => out.push(p),
+            }
+        }
+        self.points = out;
+    }
 }
 
 pub(crate) fn add(core: &Core, batch: &[SeriesPoints<'_>]) -> Result<WriteFuture> {
@@ -50,18 +81,18 @@ pub(crate) fn add(core: &Core, batch: &[SeriesPoints<'_>]) -> Result<WriteFuture
             )));
         }
     }
+    let canonicals: Vec<String> = batch.iter().map(|b| b.series.canonical()).collect();
     let now = (opts.clock)();
     let mut guard = core.lock();
     let st = &mut *guard;
-    let mut stages: Vec<Stage> = Vec::new();
-    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut stages: Vec<Stage<'_>> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
     let mut new_series = 0u64;
-    for b in batch {
-        let canonical = b.series.canonical();
-        let si = match index.get(&canonical) {
+    for (b, canonical) in batch.iter().zip(&canonicals) {
+        let si = match index.get(canonical.as_str()) {
             Some(&i) => i,
             None => {
-                let existing = st.by_name.get(&canonical).copied();
+                let existing = st.by_name.get(canonical).copied();
                 let id = match existing {
                     Some(id) => id,
                     None => {
@@ -79,13 +110,14 @@ pub(crate) fn add(core: &Core, batch: &[SeriesPoints<'_>]) -> Result<WriteFuture
                 };
                 stages.push(Stage {
                     id,
-                    key: b.series.clone(),
+                    key: b.series,
                     canonical: canonical.clone(),
                     is_new: existing.is_none(),
                     newest: st.series.get(&id).and_then(|s| s.newest_ts),
-                    points: BTreeMap::new(),
+                    points: Vec::with_capacity(b.points.len()),
+                    resolved: BTreeMap::new(),
                 });
-                index.insert(canonical, stages.len() - 1);
+                index.insert(canonical.as_str(), stages.len() - 1);
                 stages.len() - 1
             }
         };
@@ -95,7 +127,11 @@ pub(crate) fn add(core: &Core, batch: &[SeriesPoints<'_>]) -> Result<WriteFuture
         let series = st.series.get(&stage.id);
         stage_points(core, stage, series, st.default_retention_ms, now, b)?;
     }
-    let adding: usize = stages.iter().map(|s| s.points.len()).sum();
+    let mut adding = 0;
+    for s in &mut stages {
+        s.finish();
+        adding += s.points.len();
+    }
     if st.head_points + adding > opts.head_points_total_max {
         return Err(Error::LimitExceeded {
             what: format!(
@@ -104,21 +140,25 @@ pub(crate) fn add(core: &Core, batch: &[SeriesPoints<'_>]) -> Result<WriteFuture
             ),
         });
     }
+    if st.log_live_bytes > opts.log_bytes_max.saturating_mul(2) {
+        return Err(Error::LimitExceeded {
+            what: format!(
+                "time-series log records hold {} bytes awaiting their seal (twice log_bytes_max {}); retry shortly",
+                st.log_live_bytes, opts.log_bytes_max
+            ),
+        });
+    }
     let mut wb = WriteBatch::new();
+    let mut log = LogEncoder::with_points(adding);
     for s in &stages {
         if s.is_new {
             wb.put(keys::name_key(&s.canonical), s.id.to_be_bytes().to_vec());
             wb.put(
                 keys::id_key(keys::META_PREFIX, s.id),
-                new_record(&s.key).encode(),
+                new_record(s.key).encode(),
             );
         }
-        for (&ts, &v) in &s.points {
-            wb.put(
-                keys::id_ts_key(keys::POINT_PREFIX, s.id, ts),
-                keys::point_value(v).to_vec(),
-            );
-        }
+        log.group(s.id, &s.points);
     }
     if new_series > 0 {
         wb.put(
@@ -126,8 +166,23 @@ pub(crate) fn add(core: &Core, batch: &[SeriesPoints<'_>]) -> Result<WriteFuture
             (st.next_id + new_series).to_le_bytes().to_vec(),
         );
     }
+    let seq = st.next_log_seq;
+    let record_bytes = if log.is_empty() {
+        0
+    } else {
+        let record = log.finish();
+        let n = record.len() as u64;
+        wb.put(keys::log_key(seq), record);
+        wb.put(keys::LOG_SEQ_KEY, seq.to_le_bytes().to_vec());
+        n
+    };
     let future = enqueue_write(&core.db, wb)?;
     // Durable-to-be: now the heads may change.
+    if record_bytes > 0 {
+        st.next_log_seq += 1;
+        st.log_live.insert(seq, record_bytes);
+        st.log_live_bytes += record_bytes;
+    }
     st.next_id += new_series;
     let mut wake = false;
     for s in stages {
@@ -138,13 +193,23 @@ pub(crate) fn add(core: &Core, batch: &[SeriesPoints<'_>]) -> Result<WriteFuture
         let series = st
             .series
             .entry(s.id)
-            .or_insert_with(|| Series::new(s.id, new_record(&s.key)));
-        st.head_points += series.merge_head(&s.points);
+            .or_insert_with(|| Series::new(s.id, new_record(s.key)));
+        st.head_points += series.merge_head(&s.points, seq);
         series.newest_ts = match (series.newest_ts, s.newest) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        if series.needs_seal(opts) && st.to_seal.insert(s.id) {
+        let needs = series.needs_seal(opts);
+        st.repin(s.id);
+        if needs && st.to_seal.insert(s.id) {
+            wake = true;
+        }
+    }
+    if st.log_live_bytes > opts.log_bytes_max && !st.budget_forced {
+        let victims = st.budget_victims(opts.log_bytes_max);
+        if !victims.is_empty() {
+            st.to_seal_full.extend(victims);
+            st.budget_forced = true;
             wake = true;
         }
     }
@@ -162,13 +227,14 @@ fn new_record(key: &SeriesKey) -> SeriesRecord {
         policy: DupPolicy::Last,
         retention_ms: Retention::Default.to_ms(),
         sealed_max_ts: None,
+        log_sealed: 0,
     }
 }
 
 /// Checks the points of one series and stages what they store.
 fn stage_points(
     core: &Core,
-    stage: &mut Stage,
+    stage: &mut Stage<'_>,
     series: Option<&Series>,
     default_retention_ms: i64,
     now: i64,
@@ -196,21 +262,20 @@ fn stage_points(
                 )));
             }
         }
-        let value = match policy {
-            DupPolicy::Last => Some(p.value),
-            _ => {
-                let existing = match stage.points.get(&p.ts) {
-                    Some(v) => Some(*v),
-                    None => match series {
-                        Some(s) => stored_value(core, s, p.ts)?,
-                        None => None,
-                    },
-                };
-                resolve(policy, existing, p.value, &stage.canonical, p.ts)?
-            }
+        if policy == DupPolicy::Last {
+            stage.points.push(*p);
+            stage.newest = Some(stage.newest.map_or(p.ts, |n| n.max(p.ts)));
+            continue;
+        }
+        let existing = match stage.resolved.get(&p.ts) {
+            Some(v) => Some(*v),
+            None => match series {
+                Some(s) => stored_value(core, s, p.ts)?,
+                None => None,
+            },
         };
-        if let Some(v) = value {
-            stage.points.insert(p.ts, v);
+        if let Some(v) = resolve(policy, existing, p.value, &stage.canonical, p.ts)? {
+            stage.resolved.insert(p.ts, v);
             stage.newest = Some(stage.newest.map_or(p.ts, |n| n.max(p.ts)));
         }
     }
@@ -248,9 +313,10 @@ fn resolve(
     Ok(Some(v))
 }
 
-/// The value the series holds at `ts`: the head, a seal in flight, else
-/// the chunk covering `ts` (only the maintenance thread writes chunks, and
-/// what it has in flight is in `sealing` or `deleting`).
+/// The value the series holds at `ts`: the head (which keeps a seal's
+/// points until it is durable), else the chunk covering `ts` (only the
+/// maintenance thread writes chunks, and a delete it has in flight is in
+/// `deleting`).
 fn stored_value(core: &Core, s: &Series, ts: i64) -> Result<Option<f64>> {
     if let Some(v) = s.memory_value(ts) {
         return Ok(Some(v));
@@ -317,23 +383,37 @@ pub(crate) fn record_retention(core: &Core, id: Option<u64>, r: Retention) -> Re
     future.wait()
 }
 
+/// Queues a duplicate policy change on the maintenance thread, the one
+/// writer of catalog records after a series' creation (a record written
+/// beside a seal in flight could carry an older watermark after the
+/// seal's); `None` if there is no such series.
 pub(crate) fn set_policy(
     core: &Core,
     key: &SeriesKey,
     policy: DupPolicy,
 ) -> Result<Option<TsFuture>> {
-    let mut st = core.lock();
-    let Some(&id) = st.by_name.get(&key.canonical()) else {
+    let Some(id) = core.id_of(key) else {
         return Ok(None);
     };
-    let Some(s) = st.series.get_mut(&id) else {
-        return Ok(None);
+    Ok(Some(super::maintenance::submit(core, |reply| {
+        super::maintenance::Job::SetPolicy { id, policy, reply }
+    })))
+}
+
+/// Records a duplicate policy; run by the maintenance thread.
+pub(crate) fn record_policy(core: &Core, id: u64, policy: DupPolicy) -> Result<()> {
+    let future = {
+        let mut st = core.lock();
+        let Some(s) = st.series.get_mut(&id) else {
+            return Ok(());
+        };
+        let mut record = s.record.clone();
+        record.policy = policy;
+        let mut wb = WriteBatch::new();
+        wb.put(keys::id_key(keys::META_PREFIX, id), record.encode());
+        let f = enqueue(&core.db, wb)?;
+        s.record = record;
+        f
     };
-    let mut record = s.record.clone();
-    record.policy = policy;
-    let mut wb = WriteBatch::new();
-    wb.put(keys::id_key(keys::META_PREFIX, id), record.encode());
-    let f = enqueue(&core.db, wb)?;
-    s.record = record;
-    Ok(Some(f))
+    future.wait()
 }
