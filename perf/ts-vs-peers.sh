@@ -14,8 +14,9 @@
 #                     `cityhall client ts import FILE --batch 50000`;
 #                     compacted with `cityhall client compact` (seals every
 #                     head, flushes, compacts). Bytes at rest: the tables and
-#                     the manifest (the WAL is two pre-zeroed 64 MiB segments
-#                     whatever the data, shown apart).
+#                     the manifest; the WAL is shown apart (after a manual
+#                     compaction it is one pre-zeroed 1 MiB idle segment,
+#                     whatever the data).
 #   victoria-metrics  Debian's victoria-metrics, `POST /write` (line protocol;
 #                     acknowledged before any fsync), then
 #                     /internal/force_flush and force_merge; bytes: its whole
