@@ -327,16 +327,8 @@ fn write_decimal(w: &mut BitWriter, mantissas: &[i64], k: u32) {
     }
 }
 
-/// Decodes a whole chunk.
-pub fn decode(data: &[u8]) -> Result<Vec<Point>, ChunkError> {
-    let mut out = Vec::new();
-    decode_into(data, &mut out)?;
-    Ok(out)
-}
-
-/// Decodes a whole chunk, appending its points to `out` (which is left as
-/// it was on error).
-pub fn decode_into(data: &[u8], out: &mut Vec<Point>) -> Result<(), ChunkError> {
+/// The chunk without its trailing crc32, once the crc matches.
+fn checked_body(data: &[u8]) -> Result<&[u8], ChunkError> {
     let body_len = data
         .len()
         .checked_sub(CRC_LEN)
@@ -350,6 +342,20 @@ pub fn decode_into(data: &[u8], out: &mut Vec<Point>) -> Result<(), ChunkError> 
             format!("checksum mismatch: stored {stored:08x}, computed {actual:08x}"),
         ));
     }
+    Ok(body)
+}
+
+/// Decodes a whole chunk.
+pub fn decode(data: &[u8]) -> Result<Vec<Point>, ChunkError> {
+    let mut out = Vec::new();
+    decode_into(data, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes a whole chunk, appending its points to `out` (which is left as
+/// it was on error).
+pub fn decode_into(data: &[u8], out: &mut Vec<Point>) -> Result<(), ChunkError> {
+    let body = checked_body(data)?;
     let before = out.len();
     let r = decode_body(body, out);
     if r.is_err() {
@@ -616,19 +622,7 @@ impl ChunkSummary {
 /// more than [`decode`]: a damaged chunk is an error, and a constant step
 /// whose last timestamp overflows is one too.
 pub fn summary(data: &[u8]) -> Result<ChunkSummary, ChunkError> {
-    let body_len = data
-        .len()
-        .checked_sub(CRC_LEN)
-        .ok_or_else(|| err(0, format!("chunk of {} bytes is too short", data.len())))?;
-    let (body, crc) = data.split_at(body_len);
-    let stored = u32::from_le_bytes(crc.try_into().map_err(|_| err(body_len, "no checksum"))?);
-    let actual = crc32fast::hash(body);
-    if stored != actual {
-        return Err(err(
-            body_len,
-            format!("checksum mismatch: stored {stored:08x}, computed {actual:08x}"),
-        ));
-    }
+    let body = checked_body(data)?;
     let (h, stream) = read_header(body)?;
     if h.count - 1 > stream.len() * 8 {
         return Err(err(
