@@ -302,12 +302,7 @@ fn run_client(args: ClientArgs) -> ExitCode {
     if let Some(path) = &args.auth_token_file {
         match cityhall::client::read_auth_token(path) {
             Ok(token) => options.auth_token = token,
-            Err(e) => {
-                return fail(&format!(
-                    "cannot read auth token file {}: {e}",
-                    path.display()
-                ))
-            }
+            Err(e) => return fail(&e),
         }
     }
     // A time-series command is checked before connecting: usage errors

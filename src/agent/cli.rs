@@ -71,10 +71,7 @@ pub fn run(args: AgentArgs) -> u8 {
         match crate::client::read_auth_token(path) {
             Ok(token) => options.auth_token = token,
             Err(e) => {
-                eprintln!(
-                    "cityhall: agent: cannot read auth token file {}: {e}",
-                    path.display()
-                );
+                eprintln!("cityhall: agent: {e}");
                 return 3;
             }
         }

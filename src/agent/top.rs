@@ -334,10 +334,7 @@ pub fn run(args: TopArgs) -> u8 {
         match crate::client::read_auth_token(path) {
             Ok(token) => options.auth_token = token,
             Err(e) => {
-                eprintln!(
-                    "cityhall: top: cannot read auth token file {}: {e}",
-                    path.display()
-                );
+                eprintln!("cityhall: top: {e}");
                 return 3;
             }
         }

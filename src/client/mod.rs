@@ -268,9 +268,11 @@ impl Client {
 }
 
 /// The token in the file at `path`, surrounding whitespace trimmed (what
-/// every command's `--auth-token-file` names).
-pub fn read_auth_token(path: &std::path::Path) -> io::Result<Vec<u8>> {
-    std::fs::read(path).map(|raw| raw.trim_ascii().to_vec())
+/// every command's `--auth-token-file` names); the error names the file.
+pub fn read_auth_token(path: &std::path::Path) -> std::result::Result<Vec<u8>, String> {
+    std::fs::read(path)
+        .map(|raw| raw.trim_ascii().to_vec())
+        .map_err(|e| format!("cannot read auth token file {}: {e}", path.display()))
 }
 
 /// An IO error on the connection to `addr`.

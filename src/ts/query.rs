@@ -167,20 +167,24 @@ fn bad_key(key: &[u8], what: &str) -> Error {
     }
 }
 
+/// Checks the time span and bucket width a query asks for.
+pub(crate) fn check_span(from: i64, to: i64, bucket_ms: i64) -> Result<()> {
+    if from > to {
+        return Err(Error::InvalidArgument(format!(
+            "range from {from} is after to {to}"
+        )));
+    }
+    if bucket_ms < 0 {
+        return Err(Error::InvalidArgument(format!(
+            "bucket of {bucket_ms} ms is negative"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a range query's arguments.
 pub fn check_range(q: &RangeQuery) -> Result<()> {
-    if q.from > q.to {
-        return Err(Error::InvalidArgument(format!(
-            "range from {} is after to {}",
-            q.from, q.to
-        )));
-    }
-    if q.bucket_ms < 0 {
-        return Err(Error::InvalidArgument(format!(
-            "bucket of {} ms is negative",
-            q.bucket_ms
-        )));
-    }
+    check_span(q.from, q.to, q.bucket_ms)?;
     if q.bucket_ms > 0 && q.agg.is_none() {
         return Err(Error::InvalidArgument(
             "a bucket needs an aggregation (avg, min, max, sum, count, first, last, rate)".into(),
@@ -353,11 +357,7 @@ pub(crate) fn count_runs(
     to: i64,
     sink: &mut dyn FnMut(TsRun),
 ) -> Result<bool> {
-    if from > to {
-        return Err(Error::InvalidArgument(format!(
-            "range from {from} is after to {to}"
-        )));
-    }
+    check_span(from, to, 0)?;
     let Some(view) = view(core, key, from, to)? else {
         return Ok(false);
     };

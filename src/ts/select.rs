@@ -76,18 +76,7 @@ pub fn check_select(q: &SelectQuery) -> Result<()> {
             "rate is per series; across series use count, sum, min, max, avg, first or last".into(),
         ));
     }
-    if q.from > q.to {
-        return Err(Error::InvalidArgument(format!(
-            "range from {} is after to {}",
-            q.from, q.to
-        )));
-    }
-    if q.bucket_ms < 0 {
-        return Err(Error::InvalidArgument(format!(
-            "bucket of {} ms is negative",
-            q.bucket_ms
-        )));
-    }
+    super::query::check_span(q.from, q.to, q.bucket_ms)?;
     if q.limit == 0 {
         return Err(Error::InvalidArgument("aggregate limit 0".into()));
     }
