@@ -623,16 +623,27 @@ impl Memtable {
         let mut target = Vec::with_capacity(user_key.len() + TRAILER_LEN);
         encode_internal_key(&mut target, user_key, snapshot, ValueKind::Put);
         let t = Target::new(&target);
+        // The newest version at or below the snapshot in each sorted piece.
         let mut best: Option<(SeqNo, *const u8)> = None;
-        for piece in self.pieces() {
+        let mut consider = |piece: &[Slot]| {
             let Some(s) = piece.get(piece.partition_point(|s| t.after(s))) else {
-                continue;
+                return;
             };
             // SAFETY: a published entry of this memtable.
-            let (uk, seq, _) = split_internal_key(unsafe { key_of(s.entry) })?;
-            if uk == user_key && best.is_none_or(|(b, _)| seq > b) {
-                best = Some((seq, s.entry));
+            if let Some((uk, seq, _)) = split_internal_key(unsafe { key_of(s.entry) }) {
+                if uk == user_key && best.is_none_or(|(b, _)| seq > b) {
+                    best = Some((seq, s.entry));
+                }
             }
+        };
+        // The tail is searched in place; the runs outside the lock.
+        let runs = {
+            let v = self.view();
+            consider(&v.tail);
+            v.runs.clone()
+        };
+        for run in &runs {
+            consider(run);
         }
         let (_, entry) = best?;
         // SAFETY: as above.
@@ -678,8 +689,8 @@ impl Memtable {
         MemIter {
             _mem: Arc::clone(self),
             pos: vec![0; pieces.len()],
+            heap: Vec::with_capacity(pieces.len()),
             pieces,
-            cur: None,
         }
     }
 }
@@ -691,27 +702,60 @@ pub struct MemIter {
     _mem: Arc<Memtable>,
     pieces: Vec<Arc<Vec<Slot>>>,
     pos: Vec<usize>,
-    /// The piece holding the current entry; `None` when not on an entry.
-    cur: Option<usize>,
+    /// Pieces not yet exhausted, as a binary min-heap on their current
+    /// slots: the top holds the current entry.
+    heap: Vec<usize>,
 }
 
 impl MemIter {
-    /// Points `cur` at the piece with the smallest current entry.
-    fn pick(&mut self) {
-        let mut best: Option<(usize, &Slot)> = None;
-        for (i, (piece, &p)) in self.pieces.iter().zip(&self.pos).enumerate() {
-            if let Some(s) = piece.get(p) {
-                if best.is_none_or(|(_, b)| compare_slots(s, b) == Ordering::Less) {
-                    best = Some((i, s));
+    /// The current slot of piece `p` (`p`'s position is in bounds for
+    /// pieces in the heap).
+    fn head(&self, p: usize) -> Option<&Slot> {
+        self.pieces.get(p)?.get(*self.pos.get(p)?)
+    }
+
+    /// Whether piece `a`'s current slot sorts before piece `b`'s.
+    fn before(&self, a: usize, b: usize) -> bool {
+        match (self.head(a), self.head(b)) {
+            (Some(x), Some(y)) => compare_slots(x, y) == Ordering::Less,
+            (x, _) => x.is_some(),
+        }
+    }
+
+    fn sift_down(&mut self, mut i: usize) {
+        loop {
+            let (l, r) = (2 * i + 1, 2 * i + 2);
+            let mut least = i;
+            for c in [l, r] {
+                if let (Some(&pc), Some(&pl)) = (self.heap.get(c), self.heap.get(least)) {
+                    if self.before(pc, pl) {
+                        least = c;
+                    }
                 }
             }
+            if least == i {
+                return;
+            }
+            self.heap.swap(i, least);
+            i = least;
         }
-        self.cur = best.map(|(i, _)| i);
+    }
+
+    /// Rebuilds the heap from every piece with slots left.
+    fn heapify(&mut self) {
+        self.heap.clear();
+        for (i, (piece, &p)) in self.pieces.iter().zip(&self.pos).enumerate() {
+            if p < piece.len() {
+                self.heap.push(i);
+            }
+        }
+        for i in (0..self.heap.len() / 2).rev() {
+            self.sift_down(i);
+        }
     }
 
     fn slot(&self) -> Option<&Slot> {
-        let c = self.cur?;
-        self.pieces.get(c)?.get(*self.pos.get(c)?)
+        self.head(*self.heap.first()?)
     }
 }
 
@@ -721,18 +765,18 @@ impl EntryIter for MemIter {
         for (piece, p) in self.pieces.iter().zip(&mut self.pos) {
             *p = piece.partition_point(|s| t.after(s));
         }
-        self.pick();
+        self.heapify();
         Ok(())
     }
 
     fn seek_to_first(&mut self) -> Result<()> {
         self.pos.fill(0);
-        self.pick();
+        self.heapify();
         Ok(())
     }
 
     fn valid(&self) -> bool {
-        self.cur.is_some()
+        !self.heap.is_empty()
     }
 
     fn key(&self) -> &[u8] {
@@ -752,12 +796,20 @@ impl EntryIter for MemIter {
     }
 
     fn next(&mut self) -> Result<()> {
-        if let Some(c) = self.cur {
-            if let Some(p) = self.pos.get_mut(c) {
+        let Some(&top) = self.heap.first() else {
+            return Ok(());
+        };
+        let exhausted = match (self.pos.get_mut(top), self.pieces.get(top)) {
+            (Some(p), Some(piece)) => {
                 *p += 1;
+                *p >= piece.len()
             }
-            self.pick();
+            _ => true,
+        };
+        if exhausted {
+            self.heap.swap_remove(0);
         }
+        self.sift_down(0);
         Ok(())
     }
 }
