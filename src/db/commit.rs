@@ -358,11 +358,7 @@ fn write_group(shared: &Shared, state: &mut LogState) -> Result<()> {
     // until published below).
     let pending = state.log.commit_start(sync);
     let active = shared.active_memtable();
-    let mut seq = first_seq;
-    for w in &state.group {
-        apply(&active, seq, &w.batch);
-        seq += w.batch.len() as u64;
-    }
+    apply_group(&active, first_seq, &state.group);
     state.log.commit_finish(pending)?;
     let m = &shared.metrics;
     if sync {
@@ -473,12 +469,42 @@ fn maybe_freeze_memtable(
     Ok(())
 }
 
-fn apply(mem: &Memtable, first_seq: u64, batch: &WriteBatch) {
-    for (i, op) in batch.ops().iter().enumerate() {
-        let seq = first_seq + i as u64;
+/// Keys ahead of the insert whose index slot is being loaded, and (half
+/// as far) whose newest entry is.
+const PREFETCH_SLOTS_AHEAD: usize = 16;
+const PREFETCH_ENTRIES_AHEAD: usize = PREFETCH_SLOTS_AHEAD / 2;
+
+/// Inserts a group's writes into `mem`, numbering from `first_seq`. Each
+/// insert's first cache misses (its index slot, then the entry that slot
+/// holds) are started some keys early, so a group's misses overlap.
+fn apply_group(mem: &Memtable, first_seq: u64, group: &[PendingWrite]) {
+    fn key(op: &BatchOp) -> &[u8] {
         match op {
-            BatchOp::Put { key, value } => mem.insert(key, seq, ValueKind::Put, value),
-            BatchOp::Delete { key } => mem.insert(key, seq, ValueKind::Delete, &[]),
+            BatchOp::Put { key, .. } | BatchOp::Delete { key } => key,
+        }
+    }
+    let mut slots_ahead = group.iter().flat_map(|w| w.batch.ops()).map(key);
+    let mut entries_ahead = slots_ahead.clone();
+    for k in slots_ahead.by_ref().take(PREFETCH_SLOTS_AHEAD) {
+        mem.prefetch_slot(k);
+    }
+    for k in entries_ahead.by_ref().take(PREFETCH_ENTRIES_AHEAD) {
+        mem.prefetch_entry(k);
+    }
+    let mut seq = first_seq;
+    for w in group {
+        for op in w.batch.ops() {
+            if let Some(k) = slots_ahead.next() {
+                mem.prefetch_slot(k);
+            }
+            if let Some(k) = entries_ahead.next() {
+                mem.prefetch_entry(k);
+            }
+            match op {
+                BatchOp::Put { key, value } => mem.insert(key, seq, ValueKind::Put, value),
+                BatchOp::Delete { key } => mem.insert(key, seq, ValueKind::Delete, &[]),
+            }
+            seq += 1;
         }
     }
 }
