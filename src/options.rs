@@ -60,6 +60,28 @@ pub struct Options {
 }
 
 impl Options {
+    /// Refuses bounds the on-disk formats cannot hold: a WAL record's
+    /// payload length and a segment's offsets are 32-bit fields, and a
+    /// record longer than the reader accepts would be acknowledged and then
+    /// refused by recovery.
+    pub fn check(&self) -> crate::Result<()> {
+        use crate::wal::format::RECORD_PAYLOAD_BYTES_MAX;
+        if self.batch_size_bytes_max > RECORD_PAYLOAD_BYTES_MAX {
+            return Err(crate::Error::InvalidArgument(format!(
+                "batch_size_bytes_max {} exceeds {RECORD_PAYLOAD_BYTES_MAX}, the largest WAL record",
+                self.batch_size_bytes_max
+            )));
+        }
+        if self.wal_segment_size_bytes > u64::from(u32::MAX) {
+            return Err(crate::Error::InvalidArgument(format!(
+                "wal_segment_size_bytes {} exceeds {}, the largest offset a WAL record can name",
+                self.wal_segment_size_bytes,
+                u32::MAX
+            )));
+        }
+        Ok(())
+    }
+
     /// The idle WAL segment's size: `wal_idle_segment_size_bytes` rounded
     /// up to whole blocks, at most a full segment.
     pub(crate) fn idle_wal_segment_size(&self) -> u64 {
@@ -87,5 +109,32 @@ impl Default for Options {
             create_if_missing: true,
             wal_prepare_background: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_the_formats_cannot_hold_are_refused_by_name() {
+        assert!(Options::default().check().is_ok());
+        let big_batch = Options {
+            batch_size_bytes_max: 1 << 30,
+            ..Options::default()
+        };
+        let e = big_batch.check().unwrap_err().to_string();
+        assert!(e.contains("batch_size_bytes_max 1073741824"), "{e}");
+        let big_segment = Options {
+            wal_segment_size_bytes: 8 << 30,
+            ..Options::default()
+        };
+        let e = big_segment.check().unwrap_err().to_string();
+        assert!(e.contains("wal_segment_size_bytes 8589934592"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let e = crate::Db::open(dir.path(), big_batch)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("batch_size_bytes_max"), "{e}");
     }
 }

@@ -40,6 +40,7 @@ use crate::wal::segment::{self, parse_segment_name, Preparer};
 use crate::wal::writer::LogWriter;
 
 pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
+    opts.check()?;
     let fs = opts.fs.clone().unwrap_or_else(io::default_fs);
     let fs = fs.for_new_process().unwrap_or(fs);
     fs.create_dir_all(dir)?;
