@@ -13,12 +13,15 @@
 //!   then the entry's address) goes into a small sorted *tail* in cache.
 //!
 //! A full tail becomes a sorted *run*; runs are merged like an LSM tree in
-//! memory: while the newest run is more than a quarter of the one before
-//! it, the two are merged (sequential passes over 24-byte slots that
+//! memory: while a run is less than four times the size of the next newer
+//! one, the two are merged (sequential passes over 24-byte slots that
 //! compare integers and touch an entry only when 16 key bytes tie). So an
 //! entry is copied a few times in cache-friendly passes instead of being
-//! found by pointer chasing, and there are at most ~log4(entries / tail)
-//! runs. Scans and flushes read a k-way merge of the runs and a copy of
+//! found by pointer chasing, and there are about log4(entries / tail)
+//! runs. A merge of up to 4096 slots is done by the insert that calls for
+//! it; a larger one advances 32 slots with each insert (one such merge at
+//! a time), so no insert waits for a merge of a few hundred thousand
+//! slots. Scans and flushes read a k-way merge of the runs and a copy of
 //! the tail, taken in one short critical section.
 //!
 //! One writer at a time inserts (the log owner; a mutex makes that a rule
@@ -71,9 +74,17 @@ const ENTRY_HEADER_BYTES: usize = 16;
 /// it stays small; the writer inserts into it by binary search and a move
 /// of at most this many slots.
 const TAIL_SLOTS_MAX: usize = 64;
-/// The newest run is merged into the one before it while that one is less
-/// than this many times its size.
+/// The newest run is merged into the one before it while that one is
+/// less than this many times its size.
 const RUN_RATIO: usize = 4;
+/// Merges of up to this many slots are done at once by the insert that
+/// calls for them (tens of microseconds); larger ones advance
+/// [`MERGE_STEP_SLOTS`] slots with each insert, so that no insert waits for
+/// a merge of a few hundred thousand slots (milliseconds).
+const MERGE_NOW_SLOTS_MAX: usize = 4096;
+/// Slots an insert adds to a merge in progress: more than the ~16 copies
+/// an entry takes on average across all merges, so merges keep up.
+const MERGE_STEP_SLOTS: usize = 32;
 /// Memtable bytes per slot of the point-lookup index.
 const BYTES_PER_INDEX_SLOT: usize = 64;
 /// Slots a lookup or an insert probes at most in the index.
@@ -353,13 +364,64 @@ fn merge_runs(a: &[Slot], b: &[Slot]) -> Vec<Slot> {
     out
 }
 
-/// The arena: the writer's state.
+/// A merge of two adjacent runs done a few slots at a time. Readers see
+/// the two runs until it ends and its result replaces them.
+struct Merging {
+    older: Arc<Vec<Slot>>,
+    newer: Arc<Vec<Slot>>,
+    out: Vec<Slot>,
+    i: usize,
+    j: usize,
+}
+
+impl Merging {
+    fn new(older: Arc<Vec<Slot>>, newer: Arc<Vec<Slot>>) -> Self {
+        Merging {
+            out: Vec::with_capacity(older.len() + newer.len()),
+            older,
+            newer,
+            i: 0,
+            j: 0,
+        }
+    }
+
+    /// Moves up to `n` slots to the output; true once both inputs are done.
+    fn step(&mut self, n: usize) -> bool {
+        for _ in 0..n {
+            let next = match (self.older.get(self.i), self.newer.get(self.j)) {
+                (Some(x), Some(y)) if compare_slots(y, x) == Ordering::Less => {
+                    self.j += 1;
+                    *y
+                }
+                (Some(x), _) => {
+                    self.i += 1;
+                    *x
+                }
+                (None, Some(y)) => {
+                    self.j += 1;
+                    *y
+                }
+                (None, None) => return true,
+            };
+            self.out.push(next);
+        }
+        self.i == self.older.len() && self.j == self.newer.len()
+    }
+
+    /// Whether `run` is one of the inputs.
+    fn involves(&self, run: &Arc<Vec<Slot>>) -> bool {
+        Arc::ptr_eq(run, &self.older) || Arc::ptr_eq(run, &self.newer)
+    }
+}
+
+/// The arena and the merge in progress: the writer's state.
 struct Writer {
     /// Chunks from `Box::into_raw`, freed in `Memtable::drop`.
     chunks: Vec<(*mut u64, usize)>,
     /// Free space of the current chunk.
     cursor: *mut u8,
     remaining: usize,
+    merging: Option<Merging>,
 }
 
 impl Writer {
@@ -499,6 +561,7 @@ impl Memtable {
                 chunks: Vec::new(),
                 cursor: ptr::null_mut(),
                 remaining: 0,
+                merging: None,
             }),
             view: Mutex::new(View {
                 runs: Vec::new(),
@@ -609,34 +672,63 @@ impl Memtable {
         self.size
             .fetch_add(bytes + SLOT_BYTES, AtomicOrdering::Relaxed);
         self.len.fetch_add(1, AtomicOrdering::Relaxed);
-        if full {
-            self.compact_runs();
+        let merged = match w.merging.as_mut() {
+            Some(m) => m.step(MERGE_STEP_SLOTS),
+            None => false,
+        };
+        if merged {
+            if let Some(m) = w.merging.take() {
+                self.finish_merge(m);
+            }
+        }
+        if full || merged {
+            self.compact_runs(&mut w);
         }
         drop(w);
     }
 
-    /// Merges the newest run into the one before it while that one is
-    /// less than [`RUN_RATIO`] times its size (writer only). Readers go on
-    /// with the old runs meanwhile: entries never change.
-    fn compact_runs(&self) {
+    /// Replaces a finished merge's inputs with its output.
+    fn finish_merge(&self, m: Merging) {
+        self.replace_pair(&m.older, &m.newer, m.out);
+    }
+
+    /// Replaces the adjacent runs `older` and `newer` with `merged`.
+    fn replace_pair(&self, older: &Arc<Vec<Slot>>, newer: &Arc<Vec<Slot>>, merged: Vec<Slot>) {
+        let mut v = self.view();
+        // Only the writer changes runs, by pushing newer ones and merging
+        // pairs that do not overlap: the two are still side by side.
+        if let Some(at) = v.runs.iter().position(|r| Arc::ptr_eq(r, older)) {
+            if v.runs.get(at + 1).is_some_and(|r| Arc::ptr_eq(r, newer)) {
+                v.runs.splice(at..at + 2, [Arc::new(merged)]);
+            }
+        }
+    }
+
+    /// Merges adjacent runs while one is less than [`RUN_RATIO`] times the
+    /// size of the next newer (writer only), newest pair first: at once if
+    /// small, else by starting a merge that later inserts advance (one at a
+    /// time; pairs that wait for it are taken up when it ends). Readers go
+    /// on with the old runs meanwhile: entries never change.
+    fn compact_runs(&self, w: &mut Writer) {
         loop {
-            let (older, newer) = {
+            let due = {
                 let v = self.view();
-                let n = v.runs.len();
-                let (Some(a), Some(b)) = (v.runs.get(n.wrapping_sub(2)), v.runs.get(n - 1)) else {
-                    return;
-                };
-                if a.len() >= RUN_RATIO * b.len() {
-                    return;
-                }
-                (Arc::clone(a), Arc::clone(b))
+                let busy = |r: &Arc<Vec<Slot>>| w.merging.as_ref().is_some_and(|m| m.involves(r));
+                v.runs
+                    .windows(2)
+                    .rev()
+                    .find(|p| p[0].len() < RUN_RATIO * p[1].len() && !busy(&p[0]) && !busy(&p[1]))
+                    .map(|p| (Arc::clone(&p[0]), Arc::clone(&p[1])))
             };
-            let merged = Arc::new(merge_runs(&older, &newer));
-            let mut v = self.view();
-            // Only the writer changes runs, so the last two are still these.
-            let n = v.runs.len();
-            v.runs.truncate(n - 2);
-            v.runs.push(merged);
+            let Some((older, newer)) = due else { return };
+            if older.len() + newer.len() > MERGE_NOW_SLOTS_MAX {
+                if w.merging.is_none() {
+                    w.merging = Some(Merging::new(older, newer));
+                }
+                return;
+            }
+            let merged = merge_runs(&older, &newer);
+            self.replace_pair(&older, &newer, merged);
         }
     }
 
@@ -1048,25 +1140,54 @@ mod tests {
     }
 
     #[test]
-    fn runs_stay_few_as_entries_grow() {
-        let m = Memtable::with_index(1, 64 << 20);
-        for seq in 1..=200_000u64 {
-            let key = (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15)).to_be_bytes();
+    fn runs_stay_few_and_merges_stay_small_as_entries_grow() {
+        let m = Arc::new(Memtable::with_index(1, 64 << 20));
+        let mut model = std::collections::BTreeMap::new();
+        let mut most_runs = 0;
+        let mut merges_started = 0;
+        for seq in 1..=300_000u64 {
+            let key = seq.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes();
+            let before: Vec<usize> = m.view().runs.iter().map(|r| r.len()).collect();
+            let in_progress = m
+                .writer
+                .lock()
+                .unwrap()
+                .merging
+                .as_ref()
+                .map(|g| g.out.capacity());
             m.insert(&key, seq, ValueKind::Put, b"");
-            // Each run is at least RUN_RATIO times the next newer one.
-            if seq % 9_973 == 0 {
-                let v = m.view();
-                for w in v.runs.windows(2) {
-                    assert!(
-                        w[0].len() >= RUN_RATIO * w[1].len(),
-                        "{:?}",
-                        v.runs.iter().map(|r| r.len()).collect::<Vec<_>>()
-                    );
+            model.insert(key, seq);
+            let v = m.view();
+            most_runs = most_runs.max(v.runs.len());
+            // No insert merged more than MERGE_NOW_SLOTS_MAX slots at once:
+            // every run is at most that big, a run from before, or the end
+            // of the merge that earlier inserts advanced.
+            for r in &v.runs {
+                assert!(
+                    r.len() <= MERGE_NOW_SLOTS_MAX
+                        || before.contains(&r.len())
+                        || in_progress == Some(r.len()),
+                    "insert {seq} made a run of {} at once: {before:?}",
+                    r.len()
+                );
+            }
+            drop(v);
+            if m.writer.lock().unwrap().merging.is_some() && seq % 10_007 == 0 {
+                // Mid-merge, a cursor still sees every entry once, in order.
+                merges_started += 1;
+                let mut it = m.iter();
+                it.seek_to_first().unwrap();
+                for (k, s) in &model {
+                    let (uk, seq_at, _) = split_internal_key(it.key()).unwrap();
+                    assert_eq!((uk, seq_at), (&k[..], *s));
+                    it.next().unwrap();
                 }
+                assert!(!it.valid());
             }
         }
-        // 200,000 / 64 tails merge into at most log4(3,125) + 1 runs.
-        assert!(m.runs() <= 7, "{} runs", m.runs());
+        assert!(merges_started > 0, "no checkpoint fell inside a merge");
+        // ~log4(300,000 / 64) + 1 runs, and a few waiting for a merge.
+        assert!(most_runs <= 10, "{most_runs} runs");
     }
 
     #[test]
