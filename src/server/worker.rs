@@ -112,13 +112,26 @@ impl Workers {
     }
 }
 
+/// An event loop's runtime. Its ring runs completion work cooperatively
+/// (`IORING_SETUP_COOP_TASKRUN`): when a socket becomes readable the
+/// kernel queues the read for this thread's next entry into the kernel
+/// instead of interrupting it, which the loop makes often (and a sleeping
+/// loop is still woken). Kernels before 5.19 refuse the flag; the ring is
+/// then made without it.
+fn event_loop_runtime() -> io::Result<tokio_uring::Runtime> {
+    let mut ring = tokio_uring::uring_builder();
+    ring.setup_coop_taskrun();
+    tokio_uring::Runtime::new(tokio_uring::builder().uring_builder(&ring))
+        .or_else(|_| tokio_uring::Runtime::new(&tokio_uring::builder()))
+}
+
 fn run_loop(
     shared: Arc<Shared>,
     incoming: Incoming,
     stop: watch::Receiver<bool>,
     ready: mpsc::Sender<io::Result<()>>,
 ) {
-    let rt = match tokio_uring::Runtime::new(&tokio_uring::builder()) {
+    let rt = match event_loop_runtime() {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(e));
