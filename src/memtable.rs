@@ -812,11 +812,6 @@ impl Memtable {
         self.len() == 0
     }
 
-    /// Sorted runs readers currently merge (the tail not counted).
-    pub fn runs(&self) -> usize {
-        self.view().runs.len()
-    }
-
     /// A cursor over all entries inserted so far, in internal-key order.
     pub fn iter(self: &Arc<Self>) -> MemIter {
         let pieces = self.pieces();
