@@ -273,13 +273,7 @@ fn pipelined_adds_are_answered_in_order_and_read_back() {
     }
     assert!(matches!(c.recv().unwrap(), Response::Error(_)));
     assert_eq!(c.recv().unwrap(), Response::Pong);
-    let q = RangeQuery {
-        from: i64::MIN,
-        to: i64::MAX,
-        agg: None,
-        bucket_ms: 0,
-        limit: usize::MAX,
-    };
+    let q = RangeQuery::raw(i64::MIN, i64::MAX);
     let a = c.ts_range(&key("pipe{n=a}"), &q).unwrap().unwrap();
     assert_eq!(a.len(), 5000);
     assert!(a.iter().enumerate().all(|(i, p)| p.value == i as f64));

@@ -75,13 +75,7 @@ fn acknowledged_points_survive_kill_9() {
 
         let server = Server::start(dir.path(), &[]);
         let mut c = server.client();
-        let q = RangeQuery {
-            from: round * 1_000_000_000,
-            to: (round + 1) * 1_000_000_000 - 1,
-            agg: None,
-            bucket_ms: 0,
-            limit: usize::MAX,
-        };
+        let q = RangeQuery::raw(round * 1_000_000_000, (round + 1) * 1_000_000_000 - 1);
         for (n, s) in ["crash{s=a}", "crash{s=b}"].iter().enumerate() {
             let got = c.ts_range(&key(s), &q).unwrap().unwrap();
             let batches = got.len() as i64 / PER_SERIES;

@@ -28,13 +28,7 @@ fn add(ts: &TimeSeries, series: &str, v: &[(i64, f64)]) -> cityhall::Result<()> 
 }
 
 fn all(ts: &TimeSeries, series: &str) -> Option<Vec<(i64, f64)>> {
-    let q = RangeQuery {
-        from: i64::MIN,
-        to: i64::MAX,
-        agg: None,
-        bucket_ms: 0,
-        limit: usize::MAX,
-    };
+    let q = RangeQuery::raw(i64::MIN, i64::MAX);
     ts.range(&key(series), &q)
         .unwrap()
         .map(|p| p.points.iter().map(|p| (p.ts, p.value)).collect())

@@ -49,13 +49,7 @@ fn keys(n: usize) -> Vec<SeriesKey> {
 type Model = Vec<BTreeMap<i64, f64>>;
 
 fn read_all(ts: &TimeSeries, key: &SeriesKey) -> cityhall::Result<Vec<(i64, f64)>> {
-    let q = RangeQuery {
-        from: i64::MIN,
-        to: i64::MAX,
-        agg: None,
-        bucket_ms: 0,
-        limit: usize::MAX,
-    };
+    let q = RangeQuery::raw(i64::MIN, i64::MAX);
     Ok(ts
         .range(key, &q)?
         .map(|p| p.points.iter().map(|p| (p.ts, p.value)).collect())

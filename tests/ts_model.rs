@@ -650,13 +650,7 @@ fn overwrites_and_reads_race_the_sealer() {
     let keys: Vec<SeriesKey> = (0..3)
         .map(|i| SeriesKey::parse(&format!("race{i}")).unwrap())
         .collect();
-    let all = RangeQuery {
-        from: i64::MIN,
-        to: i64::MAX,
-        agg: None,
-        bucket_ms: 0,
-        limit: usize::MAX,
-    };
+    let all = RangeQuery::raw(i64::MIN, i64::MAX);
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
         for key in &keys {

@@ -283,6 +283,19 @@ pub struct RangeQuery {
     pub limit: usize,
 }
 
+impl RangeQuery {
+    /// The raw points from `from` to `to` (inclusive), all in one page.
+    pub fn raw(from: i64, to: i64) -> Self {
+        RangeQuery {
+            from,
+            to,
+            agg: None,
+            bucket_ms: 0,
+            limit: usize::MAX,
+        }
+    }
+}
+
 /// A series listing query.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SeriesQuery {
