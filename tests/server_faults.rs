@@ -87,7 +87,23 @@ fn disk_full_refuses_writes_reads_go_on_and_writes_resume() {
         acked.push((key(i), val(i, 1000)));
     }
     // Room for the segments already there (and the one prepared ahead),
-    // not for one more.
+    // not for one more. The first write asked the preparer thread for that
+    // segment: wait until it has joined the directory.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sim
+        .list(Path::new(DIR))
+        .unwrap()
+        .iter()
+        .filter(|n| n.ends_with(".log"))
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no segment was prepared ahead"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
     sim.set_space_limit(Some(live_bytes(&sim) + 4096));
     let mut i = 4;
     let err = loop {
