@@ -230,10 +230,13 @@ fn connection(
     })
 }
 
-/// Several connections driven by one thread in a closed loop: up to
-/// `--pipeline` requests sent on every connection, then every answer read,
-/// again until the budget is spent (what one event loop driving all the
-/// connections does, as `redis-benchmark` does).
+/// Several connections driven by one thread, each in its own closed loop:
+/// up to `--pipeline` requests sent on a connection, and as soon as all of
+/// its answers are in, the next ones sent on it, until the budget is spent
+/// (what `redis-benchmark`'s event loop does; over sockets an epoll set
+/// says which connection answered). Embedded sessions have no socket and
+/// answer in turn: they go round in rounds, every connection's requests
+/// sent, then every answer read.
 fn multiplexed(
     ctx: &Context<'_>,
     sessions: Vec<(usize, Box<dyn Session>)>,
@@ -245,43 +248,13 @@ fn multiplexed(
             Worker::new(ctx, session, Rng::new(ctx.cfg.seed, stream))
         })
         .collect();
-    // Over sockets, wait on all of them at once (embedded sessions have
-    // none and answer in turn).
     let fds: Option<Vec<_>> = workers.iter().map(|w| w.session.raw_fd()).collect();
-    let mut poller = match fds {
-        Some(fds) if workers.len() > 1 => Some(Poller::new(&fds)?),
-        _ => None,
-    };
-    let mut ready = Vec::new();
-    loop {
-        let now = Instant::now();
-        let mut sent = false;
-        for w in &mut workers {
-            while w.inflight.len() < ctx.cfg.pipeline {
-                let Some(seq) = ctx.shared.budget.claim() else {
-                    break;
-                };
-                let op = w.source.op(seq);
-                w.send(op, now)?;
-            }
-            if !w.inflight.is_empty() {
-                w.session.flush()?;
-                sent = true;
-            }
+    match fds {
+        Some(fds) if workers.len() > 1 => {
+            let mut poller = Poller::new(&fds)?;
+            per_connection_loops(ctx, &mut poller, &mut workers)?;
         }
-        if !sent {
-            break;
-        }
-        match &mut poller {
-            Some(p) => receive_ready(p, &mut workers, &mut ready)?,
-            None => {
-                for w in &mut workers {
-                    while !w.inflight.is_empty() {
-                        w.recv_one()?;
-                    }
-                }
-            }
-        }
+        _ => rounds(ctx, &mut workers)?,
     }
     let mut rec = Recorder::default();
     for w in &workers {
@@ -294,20 +267,60 @@ fn multiplexed(
     })
 }
 
+/// Sends up to `--pipeline` requests on `w` (as many as the budget still
+/// has); whether any were sent.
+fn refill(ctx: &Context<'_>, w: &mut Worker<'_>) -> Result<bool, String> {
+    let now = Instant::now();
+    while w.inflight.len() < ctx.cfg.pipeline {
+        let Some(seq) = ctx.shared.budget.claim() else {
+            break;
+        };
+        let op = w.source.op(seq);
+        w.send(op, now)?;
+    }
+    if w.inflight.is_empty() {
+        return Ok(false);
+    }
+    w.session.flush()?;
+    Ok(true)
+}
+
+/// Embedded sessions: every connection's requests, then every answer.
+fn rounds(ctx: &Context<'_>, workers: &mut [Worker<'_>]) -> Result<(), String> {
+    loop {
+        let mut sent = false;
+        for w in workers.iter_mut() {
+            sent |= refill(ctx, w)?;
+        }
+        if !sent {
+            return Ok(());
+        }
+        for w in workers.iter_mut() {
+            while !w.inflight.is_empty() {
+                w.recv_one()?;
+            }
+        }
+    }
+}
+
 /// How long the load generator waits for any answer before it gives up.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Reads every answer in flight, connection by connection as they become
-/// readable: one read from a readable socket, then whatever whole answers
-/// it brought, then back to waiting.
-fn receive_ready(
+/// Each connection in its own closed loop: read whatever answers a
+/// readable socket brought; once a connection has all of its answers, send
+/// its next requests.
+fn per_connection_loops(
+    ctx: &Context<'_>,
     poller: &mut Poller,
     workers: &mut [Worker<'_>],
-    ready: &mut Vec<usize>,
 ) -> Result<(), String> {
-    let mut waiting = workers.iter().filter(|w| !w.inflight.is_empty()).count();
+    let mut waiting = 0usize;
+    for w in workers.iter_mut() {
+        waiting += usize::from(refill(ctx, w)?);
+    }
+    let mut ready = Vec::new();
     while waiting > 0 {
-        poller.wait(ANSWER_TIMEOUT, ready)?;
+        poller.wait(ANSWER_TIMEOUT, &mut ready)?;
         if ready.is_empty() {
             return Err(format!(
                 "no answer from the server in {} s ({waiting} connections waiting)",
@@ -325,7 +338,7 @@ fn receive_ready(
             while !w.inflight.is_empty() && w.session.has_buffered_answer() {
                 w.recv_one()?;
             }
-            if w.inflight.is_empty() {
+            if w.inflight.is_empty() && !refill(ctx, w)? {
                 waiting -= 1;
             }
         }
