@@ -84,6 +84,8 @@ pub struct LogState {
     refused: bool,
     /// Writes in the last group committed.
     last_group_writes: usize,
+    /// Groups the log thread still commits without gathering.
+    gather_backoff: u32,
 }
 
 impl LogState {
@@ -97,6 +99,7 @@ impl LogState {
             group: Vec::new(),
             refused: false,
             last_group_writes: 0,
+            gather_backoff: 0,
         }
     }
 
@@ -175,9 +178,15 @@ fn lead(shared: &Shared, own: Option<&Completion>) {
         }
         let expect = state.last_group_writes;
         if expect > 1 && q.pending.len() < expect && shared.opts.durability == Durability::Sync {
-            drop(q);
-            gather(shared, expect);
-            q = shared.lock_queue();
+            if own.is_none() && state.gather_backoff > 0 {
+                state.gather_backoff -= 1;
+            } else {
+                drop(q);
+                if !gather(shared, expect) && own.is_none() {
+                    state.gather_backoff = GATHER_BACKOFF_GROUPS;
+                }
+                q = shared.lock_queue();
+            }
         }
         take_group(shared, &mut q, &mut state.group);
         drop(q);
@@ -191,20 +200,36 @@ fn lead(shared: &Shared, own: Option<&Completion>) {
 /// left groups of ~10 where 16 came back (`benches/write_path.rs`).
 const GATHER_MAX: Duration = Duration::from_micros(200);
 
+/// Groups the log thread commits without gathering after a gather that
+/// was not worth its wait. Writers that come back only well after
+/// [`GATHER_MAX`] (a server's clients at one request a connection, whose
+/// answers and next requests cross the network) would only lose the wait
+/// on every group; a gather now and then finds out whether they have
+/// become quick again.
+const GATHER_BACKOFF_GROUPS: u32 = 64;
+
 /// Waits (yielding the CPU) until `expect` writes are queued or
-/// [`GATHER_MAX`] has passed. The writers a group completes need a moment
-/// to be woken and to queue their next write; a leader that starts the
-/// next group at once takes the first of them alone, and the writers split
-/// into two cohorts that sync in turn, each paying a whole sync for half
-/// the writes.
-fn gather(shared: &Shared, expect: usize) {
+/// [`GATHER_MAX`] has passed. Whether the wait was worth it: all came, or
+/// at least half of the missing ones did.
+fn gather(shared: &Shared, expect: usize) -> bool {
+    let start = shared.lock_queue().pending.len();
     let deadline = Instant::now() + GATHER_MAX;
     loop {
         std::thread::yield_now();
-        if shared.lock_queue().pending.len() >= expect || Instant::now() >= deadline {
-            return;
+        let queued = shared.lock_queue().pending.len();
+        if queued >= expect {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return gather_paid_off(start, queued, expect);
         }
     }
+}
+
+/// Whether a gather that timed out was still worth its wait: at least half
+/// of the writes missing when it began (`expect - start`) came.
+fn gather_paid_off(start: usize, queued: usize, expect: usize) -> bool {
+    2 * queued.saturating_sub(start) >= expect.saturating_sub(start)
 }
 
 fn take_group(shared: &Shared, q: &mut QueueState, group: &mut Vec<PendingWrite>) {
@@ -509,5 +534,19 @@ fn apply_group(mem: &Memtable, first_seq: u64, group: &[PendingWrite]) {
             }
             seq += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::gather_paid_off;
+
+    #[test]
+    fn a_gather_pays_off_when_half_the_missing_writes_came() {
+        // 50 expected, 10 queued at the start: 40 missing.
+        assert!(gather_paid_off(10, 30, 50));
+        assert!(gather_paid_off(10, 49, 50));
+        assert!(!gather_paid_off(10, 29, 50));
+        assert!(!gather_paid_off(10, 10, 50));
     }
 }
