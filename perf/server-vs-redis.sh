@@ -22,9 +22,9 @@
 #
 # Threads: redis-benchmark drives all connections from one event-loop
 # thread, and Redis serves them from one. Here the load generator drives
-# them from CLIENT_THREADS (2) threads, each sending on its connections and
-# then reading every answer (with one such thread its in-order blocking
-# reads cost more context switches than an event loop's), and the
+# them from CLIENT_THREADS (2) threads, each an epoll loop over its
+# connections in which, as in redis-benchmark, a connection sends its next
+# request (or -P batch) as soon as its answers are in, and the
 # CityHall server runs SERVER_THREADS (1) event loop, like Redis (its WAL,
 # flush and compaction threads aside): client and server share the
 # machine's 2 cores, and a second event loop only adds context switches.
@@ -32,7 +32,11 @@
 # Usage: perf/server-vs-redis.sh
 # Environment: N (operations per test, default 200000), KEYSPACE (default
 # N), CONNECTIONS (50), CLIENT_THREADS (2), SERVER_THREADS (1),
-# VALUE_SIZE (100), PIPELINES ("1 16"),
+# VALUE_SIZE (100), PIPELINES ("1 16"), ROUNDS (1; more repeats the whole
+# comparison, each system starting empty in every round, and adds a summary
+# table: the median, min and max ops/s over the rounds, the median p50 and
+# p99, CityHall's median ops/s divided by the row's, and that ratio round
+# by round; a median of an even count is the mean of the middle two),
 # PERF_DATA_DIR (where the data directories go, default target/perf-data),
 # KEEP_WORK=1 to keep them.
 set -euo pipefail
@@ -46,6 +50,11 @@ CLIENT_THREADS="${CLIENT_THREADS:-2}"
 SERVER_THREADS="${SERVER_THREADS:-1}"
 VALUE_SIZE="${VALUE_SIZE:-100}"
 PIPELINES="${PIPELINES:-1 16}"
+ROUNDS="${ROUNDS:-1}"
+if ! [[ "$ROUNDS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "ROUNDS must be a positive integer, not '$ROUNDS'" >&2
+    exit 2
+fi
 
 ensure_packages redis-server redis-server redis-benchmark redis-tools jq jq
 build_release
@@ -62,14 +71,15 @@ RESULTS="$WORK/results.tsv"
 
 # Each test is its own client run, so that the CPU seconds of the client
 # and of the server (deltas of /proc/PID/stat) belong to that test alone.
-# row SYSTEM PIPELINE OP OPS P50_US P99_US CLIENT_CPU SERVER_CPU
+# row SYSTEM PIPELINE OP OPS P50_US P99_US CLIENT_CPU SERVER_CPU: a line
+# of the results, with the current round as a ninth column.
 row() {
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" >>"$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$@" "$round" >>"$RESULTS"
 }
 
 # cityhall_run PIPELINE: fillrandom, then readrandom, on a fresh server.
 cityhall_run() {
-    local p="$1" dir="$WORK/cityhall-p$1" w op before server_cpu ops p50 p99
+    local p="$1" dir="$ROUND_DIR/cityhall-p$1" w op before server_cpu ops p50 p99
     start_cityhall "$dir" --durability sync --threads "$SERVER_THREADS"
     for w in fillrandom readrandom; do
         before="$(cpu_seconds "$CITYHALL_PID")"
@@ -89,7 +99,7 @@ cityhall_run() {
 # redis_run PIPELINE MODE(aof-always|no-persistence): SET, then GET, on a
 # fresh redis-server.
 redis_run() {
-    local p="$1" mode="$2" dir="$WORK/redis-$2-p$1" port persist pipe=() pid i t before server_cpu ops p50 p99
+    local p="$1" mode="$2" dir="$ROUND_DIR/redis-$2-p$1" port persist pipe=() pid i t before server_cpu ops p50 p99
     mkdir -p "$dir"
     case "$mode" in
     aof-always) persist=(--appendonly yes --appendfsync always --save '') ;;
@@ -124,30 +134,88 @@ redis_run() {
     stop_pid "$pid"
 }
 
-for p in $PIPELINES; do
-    cityhall_run "$p"
-    redis_run "$p" aof-always
-    redis_run "$p" no-persistence
+# Each round has data directories of its own (under $WORK itself when
+# there is only one), so every system starts empty in every round.
+for round in $(seq 1 "$ROUNDS"); do
+    ROUND_DIR="$WORK"
+    if [ "$ROUNDS" -gt 1 ]; then
+        ROUND_DIR="$WORK/round$round"
+        mkdir -p "$ROUND_DIR"
+        echo "== Round $round of $ROUNDS" >&2
+    fi
+    for p in $PIPELINES; do
+        cityhall_run "$p"
+        redis_run "$p" aof-always
+        redis_run "$p" no-persistence
+    done
 done
+
+# values SYSTEM PIPELINE OP COLUMN [ROUND]: that column of the system's
+# rows for the test (of one round, or of every round in order), one a line.
+values() {
+    awk -F'\t' -v sys="$1" -v p="$2" -v op="$3" -v c="$4" -v r="${5:-}" \
+        '$1 == sys && $2 == p && $3 == op && (r == "" || $9 == r) { print $c }' "$RESULTS"
+}
+
+# median: the median of the numbers on stdin, one a line (the mean of the
+# middle two for an even count).
+median() {
+    sort -g | awk '{ v[NR] = $1 }
+        END { if (NR % 2) print v[(NR + 1) / 2]; else if (NR) printf "%.10g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+label() {
+    if [ "$1" = cityhall ]; then echo "cityhall (sync)"; else echo "$1"; fi
+}
 
 echo
 echo "Results: $N operations per test, $CONNECTIONS connections, ${VALUE_SIZE}-byte values," \
     "key space $KEYSPACE; latency in microseconds; CPU in seconds used by the client and the" \
     "server during the test"
-printf '%-8s %-4s %-22s %10s %9s %9s %10s %10s %14s\n' \
-    pipeline op system ops/s p50_us p99_us client_cpu server_cpu CityHall/this
+for round in $(seq 1 "$ROUNDS"); do
+    if [ "$ROUNDS" -gt 1 ]; then
+        echo
+        echo "Round $round of $ROUNDS"
+    fi
+    printf '%-8s %-4s %-22s %10s %9s %9s %10s %10s %14s\n' \
+        pipeline op system ops/s p50_us p99_us client_cpu server_cpu CityHall/this
+    for p in $PIPELINES; do
+        for op in set get; do
+            ch="$(values cityhall "$p" "$op" 4 "$round")"
+            for sys in cityhall redis-aof-always redis-no-persistence; do
+                awk -F'\t' -v p="$p" -v op="$op" -v sys="$sys" -v r="$round" \
+                    '$1 == sys && $2 == p && $3 == op && $9 == r { print $4, $5, $6, $7, $8 }' "$RESULTS" |
+                    while read -r ops p50 p99 ccpu scpu; do
+                        printf '%-8s %-4s %-22s %10.0f %9.1f %9.1f %10s %10s %14s\n' \
+                            "$p" "$op" "$(label "$sys")" "$ops" "$p50" "$p99" "$ccpu" "$scpu" "$(ratio "$ch" "$ops")"
+                    done
+            done
+        done
+    done
+done
+
+[ "$ROUNDS" -gt 1 ] || exit 0
+echo
+echo "Summary over $ROUNDS rounds: median, min and max ops/s; median p50 and p99;" \
+    "CityHall's median ops/s divided by the row's; and CityHall's ops/s divided by the row's," \
+    "round by round"
+printf '%-8s %-4s %-22s %10s %10s %10s %9s %9s %14s  %s\n' \
+    pipeline op system ops/s min max p50_us p99_us CityHall/this per-round
 for p in $PIPELINES; do
     for op in set get; do
-        ch="$(awk -F'\t' -v p="$p" -v op="$op" '$1 == "cityhall" && $2 == p && $3 == op { print $4 }' "$RESULTS")"
+        ch="$(values cityhall "$p" "$op" 4 | median)"
         for sys in cityhall redis-aof-always redis-no-persistence; do
-            awk -F'\t' -v p="$p" -v op="$op" -v sys="$sys" \
-                '$1 == sys && $2 == p && $3 == op { print $4, $5, $6, $7, $8 }' "$RESULTS" |
-                while read -r ops p50 p99 ccpu scpu; do
-                    label="$sys"
-                    [ "$sys" = cityhall ] && label="cityhall (sync)"
-                    printf '%-8s %-4s %-22s %10.0f %9.1f %9.1f %10s %10s %14s\n' \
-                        "$p" "$op" "$label" "$ops" "$p50" "$p99" "$ccpu" "$scpu" "$(ratio "$ch" "$ops")"
-                done
+            ops="$(values "$sys" "$p" "$op" 4 | median)"
+            [ -n "$ops" ] || continue
+            printf '%-8s %-4s %-22s %10.0f %10.0f %10.0f %9.1f %9.1f %14s  %s\n' \
+                "$p" "$op" "$(label "$sys")" "$ops" \
+                "$(values "$sys" "$p" "$op" 4 | sort -g | head -1)" \
+                "$(values "$sys" "$p" "$op" 4 | sort -g | tail -1)" \
+                "$(values "$sys" "$p" "$op" 5 | median)" \
+                "$(values "$sys" "$p" "$op" 6 | median)" \
+                "$(ratio "$ch" "$ops")" \
+                "$(paste <(values cityhall "$p" "$op" 4) <(values "$sys" "$p" "$op" 4) |
+                    awk '{ printf "%s%s", (NR > 1 ? " " : ""), ($2 + 0 > 0 ? sprintf("%.2f", $1 / $2) : "-") } END { print "" }')"
         done
     done
 done
