@@ -53,8 +53,9 @@ pub struct Args {
     /// Requests in flight per connection: sent together, then answered.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub pipeline: usize,
-    /// Client threads driving the connections; each sends on all of its
-    /// connections, then reads all their answers, as one event loop does
+    /// Client threads driving the connections; each runs its connections'
+    /// closed loops from one event loop, as redis-benchmark does: a
+    /// connection's next requests go out as soon as its answers are in
     /// (closed loop only) [default: one thread per connection].
     #[arg(long, value_name = "N")]
     pub client_threads: Option<usize>,
