@@ -678,18 +678,13 @@ impl Memtable {
         };
         if merged {
             if let Some(m) = w.merging.take() {
-                self.finish_merge(m);
+                self.replace_pair(&m.older, &m.newer, m.out);
             }
         }
         if full || merged {
             self.compact_runs(&mut w);
         }
         drop(w);
-    }
-
-    /// Replaces a finished merge's inputs with its output.
-    fn finish_merge(&self, m: Merging) {
-        self.replace_pair(&m.older, &m.newer, m.out);
     }
 
     /// Replaces the adjacent runs `older` and `newer` with `merged`.

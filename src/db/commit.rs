@@ -181,8 +181,9 @@ fn lead(shared: &Shared, own: Option<&Completion>) {
             if own.is_none() && state.gather_backoff > 0 {
                 state.gather_backoff -= 1;
             } else {
+                let queued = q.pending.len();
                 drop(q);
-                if !gather(shared, expect) && own.is_none() {
+                if !gather(shared, queued, expect) && own.is_none() {
                     state.gather_backoff = GATHER_BACKOFF_GROUPS;
                 }
                 q = shared.lock_queue();
@@ -209,10 +210,10 @@ const GATHER_MAX: Duration = Duration::from_micros(200);
 const GATHER_BACKOFF_GROUPS: u32 = 64;
 
 /// Waits (yielding the CPU) until `expect` writes are queued or
-/// [`GATHER_MAX`] has passed. Whether the wait was worth it: all came, or
-/// at least half of the missing ones did.
-fn gather(shared: &Shared, expect: usize) -> bool {
-    let start = shared.lock_queue().pending.len();
+/// [`GATHER_MAX`] has passed, `start` being queued when it begins.
+/// Whether the wait was worth it: all came, or at least half of the
+/// missing ones did.
+fn gather(shared: &Shared, start: usize, expect: usize) -> bool {
     let deadline = Instant::now() + GATHER_MAX;
     loop {
         std::thread::yield_now();
