@@ -141,10 +141,18 @@ pub(crate) fn add(core: &Core, batch: &[SeriesPoints<'_>]) -> Result<WriteFuture
         });
     }
     if st.log_live_bytes > opts.log_bytes_max.saturating_mul(2) {
+        // The seals that free the log must be under way, or every add
+        // from now on is refused and none asks for them.
+        let wake = force_budget_seals(st, opts.log_bytes_max);
+        let live = st.log_live_bytes;
+        drop(guard);
+        if wake {
+            core.work_cv.notify_all();
+        }
         return Err(Error::LimitExceeded {
             what: format!(
                 "time-series log records hold {} bytes awaiting their seal (twice log_bytes_max {}); retry shortly",
-                st.log_live_bytes, opts.log_bytes_max
+                live, opts.log_bytes_max
             ),
         });
     }
@@ -205,13 +213,8 @@ pub(crate) fn add(core: &Core, batch: &[SeriesPoints<'_>]) -> Result<WriteFuture
             wake = true;
         }
     }
-    if st.log_live_bytes > opts.log_bytes_max && !st.budget_forced {
-        let victims = st.budget_victims(opts.log_bytes_max);
-        if !victims.is_empty() {
-            st.to_seal_full.extend(victims);
-            st.budget_forced = true;
-            wake = true;
-        }
+    if st.log_live_bytes > opts.log_bytes_max {
+        wake |= force_budget_seals(st, opts.log_bytes_max);
     }
     core.metrics.points_written.add(adding as u64);
     drop(guard);
@@ -219,6 +222,22 @@ pub(crate) fn add(core: &Core, batch: &[SeriesPoints<'_>]) -> Result<WriteFuture
         core.work_cv.notify_all();
     }
     Ok(future)
+}
+
+/// Queues whole-head seals of the series pinning the oldest log records,
+/// unless such a round is already pending; whether the maintenance thread
+/// must be woken.
+fn force_budget_seals(st: &mut state::State, log_bytes_max: u64) -> bool {
+    if st.budget_forced {
+        return false;
+    }
+    let victims = st.budget_victims(log_bytes_max);
+    if victims.is_empty() {
+        return false;
+    }
+    st.to_seal_full.extend(victims);
+    st.budget_forced = true;
+    true
 }
 
 fn new_record(key: &SeriesKey) -> SeriesRecord {
