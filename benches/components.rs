@@ -1,14 +1,16 @@
 //! Component benchmarks (criterion) for the parts on every request's path
 //! that benches/sstable.rs does not cover: memtable insert and lookup, WAL
-//! record framing and checking, write-batch encoding, and the wire
-//! protocol's request encode and decode.
+//! record framing and checking, write-batch encoding, the wire
+//! protocol's request encode and decode, and point reads through the
+//! whole engine.
 //!
 //! ```text
 //! cargo bench --bench components                # everything, ~1 s per case
 //! cargo bench --bench components -- memtable    # one group
 //! ```
 //! Keys are 16 bytes (zero-padded decimal, as cityhall-loadgen draws them),
-//! values 100 bytes. No disk IO: device time is benches/write_path.rs'.
+//! values 100 bytes. No disk IO is timed: device time is
+//! benches/write_path.rs'.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
@@ -200,11 +202,65 @@ fn protocol(c: &mut Criterion) {
     g.finish();
 }
 
+/// Point reads through the whole engine (`Db::get`), 16 at a time as a
+/// pipelining client sends them: 1,000,000 keys in one compacted table
+/// (every block cached by a first pass) and 200,000 more in the memtable;
+/// half the reads are for keys written, half for keys in neither.
+///
+/// ```text
+/// cargo bench --bench components -- db/
+/// ```
+fn db_reads(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = cityhall::Options {
+        durability: cityhall::Durability::Relaxed { interval_ms: 1000 },
+        ..cityhall::Options::default()
+    };
+    let db = cityhall::Db::open(dir.path(), opts).unwrap();
+    const TABLED: u64 = 1_000_000;
+    const WRITTEN: u64 = TABLED + 200_000;
+    // Key n of the sequence; the first WRITTEN are written.
+    let nth = |n: u64| key(scrambled(n) % 4_000_000);
+    let fill = |range: std::ops::Range<u64>| {
+        for chunk in range.collect::<Vec<_>>().chunks(1000) {
+            let mut batch = WriteBatch::new();
+            for &n in chunk {
+                batch.put(nth(n).to_vec(), VALUE.to_vec());
+            }
+            db.write(batch).unwrap();
+        }
+    };
+    fill(0..TABLED);
+    db.compact_range(None, None).unwrap();
+    fill(TABLED..WRITTEN);
+    for n in 0..TABLED {
+        black_box(db.get(&nth(n)).unwrap());
+    }
+    let mut g = c.benchmark_group("db");
+    const BATCH: u64 = 16;
+    g.throughput(Throughput::Elements(BATCH));
+    let mut next = 0u64;
+    g.bench_function("get_16", |b| {
+        b.iter(|| {
+            for _ in 0..BATCH {
+                next += 1;
+                let n = if next % 2 == 0 {
+                    next % WRITTEN
+                } else {
+                    WRITTEN + next
+                };
+                black_box(db.get(&nth(n)).unwrap());
+            }
+        });
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(300))
         .measurement_time(Duration::from_secs(1));
-    targets = memtable, wal, protocol
+    targets = memtable, wal, protocol, db_reads
 }
 criterion_main!(benches);
