@@ -28,7 +28,8 @@ pub struct Options {
     pub fs: Option<Arc<dyn Fs>>,
     /// Durability of acknowledged writes.
     pub durability: Durability,
-    /// Size of each pre-zeroed WAL segment.
+    /// Size of each pre-zeroed WAL segment of a busy log (one waking from
+    /// an idle segment grows toward it eightfold at a time).
     pub wal_segment_size_bytes: u64,
     /// Size of the segment the log starts in after open and after a
     /// manual flush, until writes come: a database at rest then holds one

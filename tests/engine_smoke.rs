@@ -83,3 +83,29 @@ fn flushes_to_tables_and_reads_them_back_after_reopen() {
     assert_eq!(page[0].0, b"key000100".to_vec());
     assert_eq!(page.len(), 5);
 }
+
+/// After an open the log sits in a small idle segment, and the segments
+/// after it grow toward full ones; a first write larger than the next one
+/// rolls on until a segment holds it, and is durable like any other.
+#[test]
+fn a_first_write_larger_than_the_growing_segments_rolls_on_to_one_that_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options::default();
+    let big = vec![9u8; 12 << 20];
+    {
+        let db = Db::open(dir.path(), opts.clone()).unwrap();
+        let mut batch = cityhall::WriteBatch::new();
+        batch.put(b"big".to_vec(), big.clone());
+        batch.put(b"small".to_vec(), b"v".to_vec());
+        db.write(batch).unwrap();
+        db.put(b"after", b"w").unwrap();
+        assert_eq!(db.get(b"big").unwrap().as_deref(), Some(&big[..]));
+        db.close().unwrap();
+    }
+    let db = Db::open(dir.path(), opts).unwrap();
+    assert_eq!(db.get(b"big").unwrap().as_deref(), Some(&big[..]));
+    assert_eq!(db.get(b"small").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(db.get(b"after").unwrap(), Some(b"w".to_vec()));
+    db.put(b"later", b"x").unwrap();
+    assert_eq!(db.get(b"later").unwrap(), Some(b"x".to_vec()));
+}

@@ -36,7 +36,7 @@ use super::Shared;
 use crate::batch::{BatchOp, WriteBatch};
 use crate::error::{Error, Result};
 use crate::memtable::Memtable;
-use crate::options::Durability;
+use crate::options::{Durability, Options};
 use crate::types::ValueKind;
 use crate::wal::format::HEADER_LEN;
 use crate::wal::segment::{self, Preparer, Segment};
@@ -360,7 +360,10 @@ fn write_group(shared: &Shared, state: &mut LogState) -> Result<()> {
     shared.throttle_writes()?;
     let force = state.group.iter().any(|w| w.freeze);
     maybe_freeze_memtable(shared, state, bytes, force)?;
-    if !state.log.fits(bytes) {
+    // A segment after a small one may still be too small for a group of
+    // one large write (see `next_segment_size`); the next is larger, up
+    // to a full one, which holds any group.
+    while !state.log.fits(bytes) {
         roll(shared, state, SegmentKind::Full)?;
     }
     let first_seq = state.next_seq;
@@ -376,10 +379,10 @@ fn write_group(shared: &Shared, state: &mut LogState) -> Result<()> {
         // Only flush requests: nothing to log.
         return Ok(());
     }
-    // Writes have come: have the next full segment readied while this
-    // one fills (a no-op once asked).
+    // Writes have come: have the next segment readied while this one
+    // fills (a no-op once asked).
     if let SegmentSource::Background(p) = &mut state.source {
-        p.request(shared.opts.wal_segment_size_bytes);
+        p.request(next_segment_size(&shared.opts, state.log.segment_size()));
     }
     let sync = shared.opts.durability == Durability::Sync;
     let start = Instant::now();
@@ -420,11 +423,12 @@ fn same_io_error(e: &Error) -> Error {
 /// Which segment a roll-over moves to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum SegmentKind {
-    /// A full `wal_segment_size_bytes` segment (the log is busy).
+    /// The next segment of a busy log: `wal_segment_size_bytes`, or on
+    /// the way there from a small one (see `next_segment_size`).
     Full,
     /// A small `wal_idle_segment_size_bytes` one, after a manual flush:
     /// the log may now rest, and a log at rest should hold next to no
-    /// disk space. The first write into it asks for a full one.
+    /// disk space. The first write into it asks for the next one.
     Idle,
 }
 
@@ -449,18 +453,36 @@ fn roll(shared: &Shared, state: &mut LogState, kind: SegmentKind) -> Result<()> 
 }
 
 fn next_segment(shared: &Shared, state: &mut LogState, kind: SegmentKind) -> Result<Segment> {
-    let full = shared.opts.wal_segment_size_bytes;
     if kind == SegmentKind::Idle {
-        // A spare full segment must not outlive the busy spell; it also
+        // A spare segment must not outlive the busy spell; it also
         // holds a lower file number than the idle one, which must come
         // after every segment already in the log.
         discard_spare(shared, &mut state.source);
         return prepare_inline(shared, shared.opts.idle_wal_segment_size());
     }
+    let size = next_segment_size(&shared.opts, state.log.segment_size());
     match &mut state.source {
-        SegmentSource::Background(p) => p.take(full),
-        SegmentSource::Inline => prepare_inline(shared, full),
+        SegmentSource::Background(p) => p.take(size),
+        SegmentSource::Inline => prepare_inline(shared, size),
     }
+}
+
+/// The size of the segment that follows one of `current` bytes: the full
+/// `wal_segment_size_bytes`, except that a log waking from a small idle
+/// segment grows toward it eightfold at a time. The first writes after an
+/// open or a manual flush fill the idle segment (1 MiB) in a few
+/// milliseconds, sooner than a full segment (64 MiB) is zero-filled, and
+/// the roll-over would wait for the rest; 8 MiB is ready in time, and so
+/// is the full one after it. Never smaller than a group of many writes can
+/// be (`wal_group_size_bytes_max`); a group of one write larger than the
+/// segment rolls on to the next, larger one (every write fits a full
+/// segment: `Db` refuses larger ones).
+fn next_segment_size(opts: &Options, current: u64) -> u64 {
+    let full = opts.wal_segment_size_bytes;
+    let block = crate::io::BLOCK_SIZE as u64;
+    let group_max = (opts.wal_group_size_bytes_max as u64).min(full);
+    let floor = group_max.div_ceil(block).saturating_mul(block);
+    current.saturating_mul(8).max(floor).min(full)
 }
 
 fn prepare_inline(shared: &Shared, size: u64) -> Result<Segment> {
@@ -486,7 +508,7 @@ fn maybe_freeze_memtable(
     shared.wait_for_immutable_room()?;
     // A flush asked for by hand (`Db::flush`, `compact_range`) is where a
     // log may come to rest: start over in a small segment (writes that go
-    // on ask for a full one at once). A memtable that filled up by itself
+    // on ask for the next one at once). A memtable that filled up by itself
     // means the log is busy.
     let kind = if force {
         SegmentKind::Idle
@@ -540,7 +562,35 @@ fn apply_group(mem: &Memtable, first_seq: u64, group: &[PendingWrite]) {
 
 #[cfg(test)]
 mod tests {
-    use super::gather_paid_off;
+    use super::{gather_paid_off, next_segment_size, Options};
+
+    #[test]
+    fn a_log_waking_from_an_idle_segment_grows_toward_full_ones() {
+        let opts = Options::default();
+        let full = opts.wal_segment_size_bytes;
+        let idle = opts.idle_wal_segment_size();
+        let second = next_segment_size(&opts, idle);
+        assert_eq!(second, 8 * idle);
+        // A group of many writes at its bound fits.
+        assert!(second >= opts.wal_group_size_bytes_max as u64);
+        assert_eq!(next_segment_size(&opts, second), full);
+        assert_eq!(next_segment_size(&opts, full), full);
+        // A group bound of "no bound" neither overflows nor shrinks the
+        // step below a full segment.
+        let unbounded = Options {
+            wal_group_size_bytes_max: usize::MAX,
+            ..Options::default()
+        };
+        assert_eq!(next_segment_size(&unbounded, idle), full);
+        assert_eq!(next_segment_size(&opts, u64::MAX / 2), full);
+        // Segments configured small stay at their size.
+        let small = Options {
+            wal_segment_size_bytes: 256 << 10,
+            wal_idle_segment_size_bytes: 64 << 10,
+            ..Options::default()
+        };
+        assert_eq!(next_segment_size(&small, 64 << 10), 256 << 10);
+    }
 
     #[test]
     fn a_gather_pays_off_when_half_the_missing_writes_came() {

@@ -90,7 +90,7 @@ pub(super) fn open(dir: &Path, opts: Options) -> Result<Db> {
     let next_file = Arc::new(AtomicU64::new(next));
     let wal_direct = opts.durability == crate::options::Durability::Sync;
     // The log starts small: a database opened and left alone holds one
-    // idle segment; the first write has a full one readied.
+    // idle segment; the first write has the next one readied.
     let first = segment::prepare(
         &*fs,
         dir,
