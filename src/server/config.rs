@@ -21,7 +21,7 @@
 //! in_flight_requests_max = 1024
 //! threads = 0                    # 0: one per core
 //! memtable_size_bytes_max = 67108864   # engine: memtable frozen at this size
-//! wal_segment_size_bytes = 67108864    # engine: size of each WAL segment
+//! wal_segment_size_bytes = 67108864    # engine: size of a busy log's WAL segments
 //! wal_idle_segment_size_bytes = 1048576 # engine: the WAL segment of a log at rest
 //! self_monitor = "10s"           # own metrics as cityhall.* series; "0": off
 //! agent_interval = "10s"         # run the host agent in the server; "0": off (the default)
