@@ -29,7 +29,7 @@
 # flush and compaction threads aside); SERVER_THREADS=1 gives it one, like
 # Redis. On 2 cores shared with the client, one loop leaves the WAL thread
 # a core and made durable SETs 5-9% faster, but GETs at pipeline 16 over a
-# million keys ~30% slower (BENCHMARKS.md), so the default is what is
+# million keys a third slower (BENCHMARKS.md), so the default is what is
 # measured.
 #
 # Size: N is 1,000,000 by default, so the data (~150 MB of keys and
